@@ -1,0 +1,64 @@
+# Two commands on a fresh machine: `make run` and `make test`. Everything else is bootstrapped here.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.8
+STAMP := $(VENV)/.bootstrapped
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: help bootstrap test lint typecheck unit run sandbox bench airflow test-e2e lock clean
+
+help:
+	@echo "make run       bootstrap, start the sandbox, sync one day for every sandbox grant, show the results"
+	@echo "make test      bootstrap, lint (ruff), type-check (mypy), run the whole test suite"
+	@echo "make sandbox   run local Nylas, Entra ID and Dataverse in the foreground"
+	@echo "make airflow   a full local Airflow 3.3 with the sandbox (UI on 127.0.0.1)"
+	@echo "make bench     benchmarks; writes bench/results.json"
+	@echo "make test-e2e  browser test against make airflow"
+	@echo "make lock      recompile requirements/lock.txt from requirements/dev.in"
+
+# The virtualenv is rebuilt whenever the lock or a pyproject changes; otherwise this is a no-op.
+$(STAMP): requirements/lock.txt pyproject.toml sandbox/pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required; set PYTHON=python3.11")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
+	$(BIN)/uv pip sync -q --python $(BIN)/python requirements/lock.txt
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e . -e ./sandbox
+	@touch $@
+
+bootstrap: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+test: lint typecheck
+	$(BIN)/python -m pytest
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest tests/unit tests/hooks
+
+run: $(STAMP)
+	$(BIN)/python -m nylas_dataverse_sandbox.demo
+
+sandbox: $(STAMP)
+	$(BIN)/nylas-dataverse-sandbox serve
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+airflow: $(STAMP)
+	$(BIN)/python -m nylas_dataverse_sandbox.local_airflow
+
+test-e2e: $(STAMP)
+	$(BIN)/python -m pytest -m e2e tests/e2e -p no:timeout
+
+lock:
+	$(BIN)/uv pip compile requirements/dev.in --python-version 3.11 -o requirements/lock.txt --no-header --no-emit-index-url
+
+clean:
+	rm -rf $(VENV) .staging .sandbox .airflow

@@ -1,0 +1,120 @@
+"""The fictional sales org that both the Nylas and the Dataverse stand-ins are seeded from.
+
+One source of truth keeps the two sides consistent: the mail in the Nylas mailboxes is written by and to
+the people that exist (or deliberately do not exist) as rows in Dataverse.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+_NAMESPACE = uuid.UUID("5f0c2b1e-6d0a-4c55-9a53-0d1f3c0b9e77")
+
+ORG_DOMAINS = ("contoso.example",)
+TENANT_ID = "7b1c0f6e-2a1d-4d3e-9f10-3c5a8e2b4d61"
+CLIENT_ID = "3f2a9c4d-8b7e-4a61-b0c2-5d6e7f8a9b10"
+CLIENT_SECRET = "sandbox-client-secret-do-not-use"  # noqa: S105 - a sandbox-only credential
+NYLAS_API_KEY = "nyk_v0_sandbox_api_key_do_not_use"
+WEBHOOK_SECRET = "sandbox-webhook-secret"  # noqa: S105
+APPLICATION_ID = "app-sandbox-0001"
+
+
+def stable_id(kind: str, name: str) -> str:
+    """A GUID that is the same on every machine and every run."""
+    return str(uuid.uuid5(_NAMESPACE, f"{kind}:{name}"))
+
+
+@dataclass(frozen=True)
+class Person:
+    key: str
+    first: str
+    last: str
+    emails: tuple[str, ...]
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.first} {self.last}".strip()
+
+
+@dataclass(frozen=True)
+class Account:
+    key: str
+    name: str
+    emails: tuple[str, ...]
+    domain: str
+
+
+@dataclass(frozen=True)
+class GrantPersona:
+    """A connected mailbox. ``provider`` decides id shapes and folder quirks."""
+
+    key: str
+    grant_id: str
+    email: str
+    provider: str  # google | microsoft | imap
+    owner_key: str  # SystemUser key
+    status: str = "valid"
+    in_grants_file: bool = True
+    scope: tuple[str, ...] = field(default=())
+
+
+SYSTEM_USERS: tuple[Person, ...] = (
+    Person("alice", "Alice", "Nakamura", ("alice@contoso.example",)),
+    Person("bob", "Bob", "Okafor", ("bob@contoso.example",)),
+    Person("carol", "Carol", "Lindqvist", ("carol@contoso.example",)),
+    Person("dave", "Dave", "Ruiz", ("dave@contoso.example",)),
+    Person("erin", "Erin", "Walsh", ("erin@contoso.example",)),
+)
+
+ACCOUNTS: tuple[Account, ...] = (
+    Account("fabrikam", "Fabrikam, Inc.", ("info@fabrikam.example",), "fabrikam.example"),
+    Account("northwind", "Northwind Traders", ("sales@northwind.example", "ap@northwind.example"), "northwind.example"),
+    Account("adatum", "Adatum Corporation", ("hello@adatum.example",), "adatum.example"),
+    Account("tailspin", "Tailspin Toys", ("orders@tailspin.example",), "tailspin.example"),
+)
+
+CONTACTS: tuple[tuple[Person, str], ...] = (
+    # (person, account key)
+    (Person("maria", "María José", "García", ("maria.garcia@fabrikam.example",)), "fabrikam"),
+    (Person("jonas", "Jonas", "Müller", ("jonas.mueller@fabrikam.example", "jonas@mueller-privat.example")), "fabrikam"),
+    (Person("priya", "Priya", "Raman", ("priya@northwind.example",)), "northwind"),
+    (Person("tom", "Tom", "O'Brien", ("tom.obrien@northwind.example",)), "northwind"),
+    (Person("yuki", "由紀", "山田", ("yuki.yamada@adatum.example",)), "adatum"),
+    (Person("sam", "Sam", "Lee", ("sam+deals@adatum.example",)), "adatum"),
+    (Person("olga", "Olga", "Petrova", ("olga@tailspin.example",)), "tailspin"),
+    # Two contacts share a mailbox (a team alias): resolution has to choose by a documented rule.
+    (Person("team1", "Procurement", "Desk", ("procurement@tailspin.example",)), "tailspin"),
+    (Person("team2", "Procurement", "Backup", ("procurement@tailspin.example",)), "tailspin"),
+)
+
+LEADS: tuple[Person, ...] = (
+    Person("lena", "Lena", "Kovač", ("lena@litware.example",)),
+    Person("omar", "Omar", "Haddad", ("omar.haddad@proseware.example",)),
+)
+
+UNKNOWN_SENDERS: tuple[str, ...] = (
+    "stranger@unknown-corp.example",
+    "recruiter@talentfinders.example",
+    "someone@gmail.example",
+)
+
+NEWSLETTER_SENDERS: tuple[str, ...] = ("news@marketing-digest.example", "no-reply@saas-tool.example")
+
+GRANTS: tuple[GrantPersona, ...] = (
+    GrantPersona("alice", stable_id("grant", "alice"), "alice@contoso.example", "google", "alice"),
+    GrantPersona("bob", stable_id("grant", "bob"), "bob@contoso.example", "microsoft", "bob"),
+    GrantPersona("carol", stable_id("grant", "carol"), "carol@contoso.example", "imap", "carol"),
+    # An expired grant: every data call answers 401, as Nylas does.
+    GrantPersona(
+        "dave", stable_id("grant", "dave"), "dave@contoso.example", "google", "dave", status="invalid",
+        in_grants_file=False,
+    ),
+)
+
+
+def grant_by_key(key: str) -> GrantPersona:
+    for grant in GRANTS:
+        if grant.key == key:
+            return grant
+    raise KeyError(key)
