@@ -1,0 +1,500 @@
+"""Parse and validate the grants file (YAML text in, `GrantConfig` values and `ConfigError`s out).
+
+Shape::
+
+    defaults:              # optional; every key optional
+      nylas_conn_id: nylas_default
+      dataverse_conn_id: dataverse_default
+      org_domains: [contoso.example]
+      headers_field: include_headers        # or include_basic_headers
+      page_size: 200                        # 1..200
+      max_failures: 0                       # a run fails when failed > max_failures
+      batch_size: 50                        # emails per $batch request, 1..500
+      max_concurrency: 4                    # parallel $batch requests, 1..52
+      policy:
+        internal_only: skip                 # skip | track
+        skip_automated: true
+        require_known_party: false
+        first_message_of_thread_only: false
+        excluded_addresses: []
+        excluded_domains: []
+        regarding_preference: [contact, account]   # order/subset of contact, account, lead
+    grants:
+      - key: alice                          # slug ^[a-z0-9][a-z0-9_-]{0,63}$, unique
+        grant_id: "..."
+        start_date: 2026-11-02
+        email: alice@contoso.example        # optional
+        enabled: true                       # optional
+        display_name: "Alice's mailbox"     # optional
+        # any key of `defaults` may be overridden here; `policy` is merged key by key
+
+Rules:
+
+- A grant's value wins over `defaults`, which wins over the built-in defaults shown above. `policy` is
+  merged one key at a time, so a grant can change one policy option and inherit the rest.
+- Unknown keys are errors (a typo must never be silently ignored), with a "did you mean" hint when a
+  known key is close. A key repeated inside one YAML mapping is an error too (YAML would keep only the
+  last value).
+- Invalid YAML, a bad top-level shape or a bad `defaults` section is one error for the whole file and no
+  grant loads. A bad grant is one error naming that grant (by `key`, or `grants[<index>]` when the key
+  itself is unusable) and the other grants still load. When two grants share a key, the later one is
+  the error.
+- Addresses and domains are casefolded (the same comparison every other module uses); domains match
+  exactly, subdomains are not implied.
+- Integers must be YAML integers (`true` is not 1); dates are YAML dates or `YYYY-MM-DD` strings.
+"""
+
+from __future__ import annotations
+
+import datetime
+import difflib
+import re
+from collections.abc import Callable, Hashable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+import yaml
+
+InternalOnly = Literal["skip", "track"]
+HeadersField = Literal["include_headers", "include_basic_headers"]
+
+INTERNAL_ONLY_CHOICES: tuple[InternalOnly, ...] = ("skip", "track")
+HEADERS_FIELD_CHOICES: tuple[HeadersField, ...] = ("include_headers", "include_basic_headers")
+REGARDING_ENTITIES = ("contact", "account", "lead")
+DAG_ID_PREFIX = "nylas_to_dataverse__"
+
+_SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
+_DOMAIN = re.compile(r"[^@\s]+\.[^@\s]+")
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    internal_only: InternalOnly = "skip"
+    skip_automated: bool = True
+    require_known_party: bool = False
+    first_message_of_thread_only: bool = False
+    excluded_addresses: tuple[str, ...] = ()
+    excluded_domains: tuple[str, ...] = ()
+    regarding_preference: tuple[str, ...] = ("contact", "account")
+
+
+@dataclass(frozen=True)
+class GrantConfig:
+    key: str
+    grant_id: str
+    start_date: datetime.date
+    email: str | None = None
+    enabled: bool = True
+    display_name: str | None = None
+    nylas_conn_id: str = "nylas_default"
+    dataverse_conn_id: str = "dataverse_default"
+    org_domains: tuple[str, ...] = ()
+    headers_field: HeadersField = "include_headers"
+    page_size: int = 200
+    max_failures: int = 0
+    batch_size: int = 50
+    max_concurrency: int = 4
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+
+    @property
+    def dag_id(self) -> str:
+        return f"{DAG_ID_PREFIX}{self.key}"
+
+
+class ConfigError(Exception):
+    """One problem in the grants file, naming the file, the grant (if any) and the key (if any)."""
+
+    def __init__(self, source: str, grant: str | None, key: str | None, message: str) -> None:
+        self.source = source
+        self.grant = grant
+        self.key = key
+        self.message = message
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        parts = [self.source]
+        if self.grant is not None:
+            parts.append(self.grant if self.grant.startswith("grants[") else f"grant '{self.grant}'")
+        if self.key is not None:
+            parts.append(f"key '{self.key}'")
+        parts.append(self.message)
+        return ": ".join(parts)
+
+    def __reduce__(self) -> tuple[type[ConfigError], tuple[str, str | None, str | None, str]]:
+        # Exceptions pickle via their args; ours are built from four parts (workers pass errors around).
+        return (type(self), (self.source, self.grant, self.key, self.message))
+
+
+@dataclass(frozen=True)
+class ConfigResult:
+    grants: tuple[GrantConfig, ...]
+    errors: tuple[ConfigError, ...]
+
+
+class _InvalidValueError(Exception):
+    """A validator's complaint; `key` is the dotted path relative to the mapping being checked."""
+
+    def __init__(self, key: str | None, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+        self.message = message
+
+
+# ---------------------------------------------------------------------------------------------------
+# value validators: each returns the normalised value or raises _InvalidValueError(None, message)
+
+
+def _describe(value: object) -> str:
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return f"{str(value).lower()} (a boolean)"
+    if isinstance(value, datetime.datetime):
+        return f"{value.isoformat(sep=' ')} (a date and time)"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return repr(value) if isinstance(value, str | int | float | datetime.date) else type(value).__name__
+
+
+def _fail(expected: str, value: object) -> _InvalidValueError:
+    return _InvalidValueError(None, f"{expected} (got {_describe(value)})")
+
+
+def _text(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _fail("must be a non-empty string", value)
+    return value.strip()
+
+
+def _conn_id(value: object) -> str:
+    text = _text(value)
+    if any(ch.isspace() for ch in text):
+        raise _fail("must be an Airflow connection id without spaces", value)
+    return text
+
+
+def _optional_text(value: object) -> str | None:
+    return None if value is None else _text(value)
+
+
+def _email(value: object) -> str:
+    if not isinstance(value, str) or not _EMAIL.fullmatch(value.strip()):
+        raise _fail("must be an email address like someone@example.com", value)
+    return value.strip()
+
+
+def _optional_email(value: object) -> str | None:
+    return None if value is None else _email(value)
+
+
+def _flag(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise _fail("must be true or false", value)
+    return value
+
+
+def _integer(low: int, high: int | None) -> Callable[[object], int]:
+    expected = f"must be a whole number from {low} to {high}" if high else f"must be a whole number >= {low}"
+
+    def check(value: object) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _fail(expected, value)
+        if value < low or (high is not None and value > high):
+            raise _fail(expected, value)
+        return value
+
+    return check
+
+
+def _choice(choices: tuple[str, ...]) -> Callable[[object], str]:
+    def check(value: object) -> str:
+        if not isinstance(value, str) or value not in choices:
+            raise _fail(f"must be one of {', '.join(choices)}", value)
+        return value
+
+    return check
+
+
+def _start_date(value: object) -> datetime.date:
+    if isinstance(value, datetime.datetime):
+        raise _fail("must be a date like 2026-11-02, without a time", value)
+    if isinstance(value, datetime.date):
+        return value
+    if isinstance(value, str) and _ISO_DATE.fullmatch(value.strip()):
+        try:
+            return datetime.date.fromisoformat(value.strip())
+        except ValueError:
+            pass
+    raise _fail("must be a date like 2026-11-02", value)
+
+
+def _string_list(value: object, item: Callable[[object], str], what: str) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise _fail(f"must be a list of {what}", value)
+    kept: list[str] = []
+    for index, entry in enumerate(value):
+        try:
+            normalised = item(entry)
+        except _InvalidValueError as exc:
+            raise _InvalidValueError(None, f"entry {index + 1}: {exc.message}") from None
+        if normalised not in kept:
+            kept.append(normalised)
+    return tuple(kept)
+
+
+def _address_item(value: object) -> str:
+    return _email(value).casefold()
+
+
+def _domain_item(value: object) -> str:
+    if not isinstance(value, str) or not _DOMAIN.fullmatch(value.strip()):
+        raise _fail("must be a domain like contoso.example (no '@')", value)
+    return value.strip().casefold()
+
+
+def _addresses(value: object) -> tuple[str, ...]:
+    return _string_list(value, _address_item, "email addresses")
+
+
+def _domains(value: object) -> tuple[str, ...]:
+    return _string_list(value, _domain_item, "domains")
+
+
+def _regarding(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise _fail(f"must be a list drawn from {', '.join(REGARDING_ENTITIES)}", value)
+    seen: list[str] = []
+    for entry in value:
+        if not isinstance(entry, str) or entry not in REGARDING_ENTITIES:
+            raise _fail(f"entries must be {', '.join(REGARDING_ENTITIES)}", entry)
+        if entry in seen:
+            raise _InvalidValueError(None, f"'{entry}' is listed twice")
+        seen.append(entry)
+    return tuple(seen)
+
+
+Validator = Callable[[object], object]
+
+_POLICY_KEYS: dict[str, Validator] = {
+    "internal_only": _choice(INTERNAL_ONLY_CHOICES),
+    "skip_automated": _flag,
+    "require_known_party": _flag,
+    "first_message_of_thread_only": _flag,
+    "excluded_addresses": _addresses,
+    "excluded_domains": _domains,
+    "regarding_preference": _regarding,
+}
+
+# Keys `defaults` may set and a grant may override (besides `policy`).
+_SETTING_KEYS: dict[str, Validator] = {
+    "nylas_conn_id": _conn_id,
+    "dataverse_conn_id": _conn_id,
+    "org_domains": _domains,
+    "headers_field": _choice(HEADERS_FIELD_CHOICES),
+    "page_size": _integer(1, 200),
+    "max_failures": _integer(0, None),
+    "batch_size": _integer(1, 500),
+    "max_concurrency": _integer(1, 52),
+}
+
+_GRANT_OWN_KEYS: dict[str, Validator] = {
+    "key": lambda value: value,  # checked before anything else, see _grant_name
+    "grant_id": _text,
+    "start_date": _start_date,
+    "email": _optional_email,
+    "enabled": _flag,
+    "display_name": _optional_text,
+}
+_REQUIRED_GRANT_KEYS = ("key", "grant_id", "start_date")
+_TOP_LEVEL_KEYS = ("defaults", "grants")
+_DEFAULTS_KEYS = (*_SETTING_KEYS, "policy")
+_GRANT_KEYS = (*_GRANT_OWN_KEYS, *_SETTING_KEYS, "policy")
+# Every field of a valid grant is replaced from validated values; this only supplies the type.
+_PLACEHOLDER_GRANT = GrantConfig(key="", grant_id="", start_date=datetime.date.min)
+
+
+@dataclass(frozen=True)
+class _Overrides:
+    """Validated values a mapping sets explicitly: settings and policy options, by name."""
+
+    settings: Mapping[str, Any]
+    policy: Mapping[str, Any]
+
+
+# ---------------------------------------------------------------------------------------------------
+# YAML loading
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that rejects repeated keys and leaves impossible dates (2026-13-45) as strings."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
+        seen: list[object] = []
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    f"found duplicate key {key!r}; YAML would silently keep only the last value",
+                    key_node.start_mark,
+                )
+            seen.append(key)
+        return super().construct_mapping(node, deep=deep)
+
+    def construct_lenient_timestamp(self, node: yaml.ScalarNode) -> object:
+        try:
+            return self.construct_yaml_timestamp(node)
+        except ValueError:
+            return self.construct_scalar(node)
+
+
+_StrictLoader.add_constructor("tag:yaml.org,2002:timestamp", _StrictLoader.construct_lenient_timestamp)
+
+
+def _load_yaml(text: str) -> object:
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        where = ""
+        if exc.problem_mark is not None:
+            where = f" at line {exc.problem_mark.line + 1}, column {exc.problem_mark.column + 1}"
+        raise _InvalidValueError(None, f"invalid YAML{where}: {exc.problem or exc.context}") from None
+    except (yaml.YAMLError, RecursionError) as exc:
+        raise _InvalidValueError(None, f"invalid YAML: {' '.join(str(exc).split())}") from None
+
+
+# ---------------------------------------------------------------------------------------------------
+# sections
+
+
+def _unknown_key(key: object, allowed: tuple[str, ...], prefix: str) -> _InvalidValueError:
+    shown = f"{prefix}{key}"
+    close = difflib.get_close_matches(str(key), allowed, n=1) if isinstance(key, str) else []
+    if close:
+        return _InvalidValueError(shown, f"unknown key; did you mean '{prefix}{close[0]}'?")
+    return _InvalidValueError(shown, f"unknown key; allowed keys are {', '.join(allowed)}")
+
+
+def _check_keys(mapping: dict[Any, Any], allowed: tuple[str, ...], prefix: str) -> None:
+    for key in mapping:
+        if key not in allowed:
+            raise _unknown_key(key, allowed, prefix)
+
+
+def _validate(mapping: dict[Any, Any], validators: Mapping[str, Validator], prefix: str) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name, validator in validators.items():
+        if name in mapping:
+            try:
+                values[name] = validator(mapping[name])
+            except _InvalidValueError as exc:
+                raise _InvalidValueError(f"{prefix}{name}", exc.message) from None
+    return values
+
+
+def _policy_overrides(value: object, prefix: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _InvalidValueError(
+            prefix.rstrip("."), f"must be a mapping of policy options (got {_describe(value)})"
+        )
+    _check_keys(value, tuple(_POLICY_KEYS), prefix)
+    return _validate(value, _POLICY_KEYS, prefix)
+
+
+def _section_overrides(mapping: dict[Any, Any], allowed: tuple[str, ...], prefix: str) -> _Overrides:
+    _check_keys(mapping, allowed, prefix)
+    return _Overrides(
+        settings=_validate(mapping, _SETTING_KEYS, prefix),
+        policy=_policy_overrides(mapping.get("policy"), f"{prefix}policy."),
+    )
+
+
+def _defaults(value: object) -> _Overrides:
+    if value is None:
+        return _Overrides(settings={}, policy={})
+    if not isinstance(value, dict):
+        raise _InvalidValueError("defaults", f"must be a mapping (got {_describe(value)})")
+    return _section_overrides(value, _DEFAULTS_KEYS, "defaults.")
+
+
+def _grant_name(entry: object) -> str | None:
+    """The grant's key if it is a usable slug, else None (the grant is then named by its index)."""
+    if isinstance(entry, dict):
+        key = entry.get("key")
+        if isinstance(key, str) and _SLUG.fullmatch(key):
+            return key
+    return None
+
+
+def _grant(entry: object, defaults: _Overrides) -> GrantConfig:
+    if not isinstance(entry, dict):
+        raise _InvalidValueError(
+            None, f"must be a mapping with at least key, grant_id and start_date (got {_describe(entry)})"
+        )
+    _check_keys(entry, _GRANT_KEYS, "")
+    for required in _REQUIRED_GRANT_KEYS:
+        if entry.get(required) is None:
+            raise _InvalidValueError(required, "required key is missing")
+    if _grant_name(entry) is None:
+        raise _InvalidValueError(
+            "key",
+            "must be a slug: 1 to 64 lowercase letters, digits, '_' or '-', starting with a letter or digit"
+            f" (got {_describe(entry['key'])})",
+        )
+    own = _validate(entry, _GRANT_OWN_KEYS, "")
+    overrides = _section_overrides(entry, _GRANT_KEYS, "")
+    policy = replace(PolicyConfig(), **{**defaults.policy, **overrides.policy})
+    return replace(_PLACEHOLDER_GRANT, **{**own, **defaults.settings, **overrides.settings}, policy=policy)
+
+
+# ---------------------------------------------------------------------------------------------------
+
+
+def parse_config(text: str, source: str) -> ConfigResult:
+    """Validate the grants file `text`; `source` (a path, for messages) is never opened."""
+    try:
+        document = _load_yaml(text)
+        if not isinstance(document, dict):
+            raise _InvalidValueError(
+                None, f"must be a mapping with a 'grants' list (got {_describe(document)})"
+            )
+        _check_keys(document, _TOP_LEVEL_KEYS, "")
+        defaults = _defaults(document.get("defaults"))
+        entries = document.get("grants")
+        if not isinstance(entries, list):
+            raise _InvalidValueError("grants", f"must be a list of grants (got {_describe(entries)})")
+    except _InvalidValueError as exc:
+        return ConfigResult(grants=(), errors=(ConfigError(source, None, exc.key, exc.message),))
+
+    grants: list[GrantConfig] = []
+    errors: list[ConfigError] = []
+    first_index_of_key: dict[str, int] = {}
+    for index, entry in enumerate(entries):
+        name = _grant_name(entry)
+        if name is not None and name in first_index_of_key:
+            errors.append(
+                ConfigError(
+                    source,
+                    f"grants[{index}]",
+                    "key",
+                    f"duplicate key '{name}', already used by grants[{first_index_of_key[name]}];"
+                    " every grant needs its own key",
+                )
+            )
+            continue
+        if name is not None:
+            first_index_of_key[name] = index
+        try:
+            grants.append(_grant(entry, defaults))
+        except _InvalidValueError as exc:
+            errors.append(ConfigError(source, name or f"grants[{index}]", exc.key, exc.message))
+    return ConfigResult(grants=tuple(sorted(grants, key=lambda g: g.key)), errors=tuple(errors))
