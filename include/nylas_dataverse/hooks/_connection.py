@@ -1,0 +1,114 @@
+"""Reading hook settings from an Airflow connection: base URLs and declared extras.
+
+Hooks never look at ``conn_type`` (the Astro CLI stores unknown types as ``generic``); they read the
+fields and the extras declared in ``provider_info.py`` and refuse anything else.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Mapping
+from urllib.parse import urlsplit
+
+from nylas_dataverse.hooks.errors import ConnectionConfigError
+
+# The Airflow UI stores declared form fields as ``extra__<conn_type>__<field>``.
+_PREFIXED_EXTRA = re.compile(r"extra__(?P<conn_type>.+?)__(?P<name>[^_].*)")
+
+
+def read_extras(extra: Mapping[str, object], allowed: Collection[str], *, conn_id: str) -> dict[str, object]:
+    """The connection's extras by plain name, empty values dropped; unknown keys are an error.
+
+    ``timeout`` and ``extra__<any type>__timeout`` both mean ``timeout``; when both are set the plain key
+    wins. Empty strings and nulls (an untouched UI field) count as unset.
+    """
+    plain: dict[str, object] = {}
+    prefixed: dict[str, object] = {}
+    unknown: list[str] = []
+    for key, value in extra.items():
+        match = _PREFIXED_EXTRA.fullmatch(key)
+        name = match.group("name") if match else key
+        if name not in allowed:
+            unknown.append(key)
+        elif value is not None and value != "":
+            (prefixed if match else plain)[name] = value
+    if unknown:
+        raise ConnectionConfigError(
+            f"Connection {conn_id!r} has unknown extra field(s) {sorted(unknown)}; "
+            f"allowed extras are {sorted(allowed)}. Remove the others from the connection's Extra."
+        )
+    return {**prefixed, **plain}
+
+
+def number_extra(
+    extras: Mapping[str, object],
+    name: str,
+    *,
+    default: float,
+    conn_id: str,
+    minimum: float,
+    maximum: float | None = None,
+    integer: bool = False,
+) -> float:
+    """A numeric extra (int, float or numeric string) within bounds, else a clear error."""
+    raw = extras.get(name, default)
+    value: float
+    if isinstance(raw, bool):
+        value = float("nan")
+    elif isinstance(raw, int | float):
+        value = float(raw)
+    elif isinstance(raw, str):
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            value = float("nan")
+    else:
+        value = float("nan")
+    out_of_range = not (value >= minimum and (maximum is None or value <= maximum))
+    if out_of_range or (integer and not value.is_integer()):
+        kind = "an integer" if integer else "a number"
+        bounds = f">= {minimum:g}" if maximum is None else f"between {minimum:g} and {maximum:g}"
+        raise ConnectionConfigError(
+            f"Connection {conn_id!r}: extra {name!r} must be {kind} {bounds}, got {raw!r}"
+        )
+    return value
+
+
+def normalize_base_url(
+    host: str | None, port: int | None, *, default: str | None, conn_id: str, field: str
+) -> str:
+    """An absolute base URL from the connection host: https when no scheme, no trailing slash.
+
+    ``port`` (the connection's separate Port field) is used when the host names none.
+    """
+    text = (host or "").strip()
+    if not text:
+        if default is None:
+            raise ConnectionConfigError(f"Connection {conn_id!r} has no host; set it to the {field}.")
+        text = default
+    if "://" not in text:
+        text = f"https://{text}"
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConnectionConfigError(
+            f"Connection {conn_id!r}: host {host!r} is not a usable {field} (expected e.g. https://host)"
+        )
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ConnectionConfigError(
+            f"Connection {conn_id!r}: host must be a plain {field} without credentials, query or fragment"
+        )
+    try:
+        explicit_port = parts.port
+    except ValueError:
+        raise ConnectionConfigError(f"Connection {conn_id!r}: host {host!r} has an invalid port") from None
+    netloc = parts.netloc
+    if explicit_port is None and port:
+        netloc = f"{netloc}:{port}"
+    return f"{parts.scheme}://{netloc}{parts.path}".rstrip("/")
+
+
+def required_text(value: str | None, *, conn_id: str, what: str) -> str:
+    text = (value or "").strip()
+    if not text:
+        raise ConnectionConfigError(f"Connection {conn_id!r} has no {what}; set it in the connection.")
+    return text

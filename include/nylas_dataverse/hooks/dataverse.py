@@ -1,0 +1,655 @@
+"""Airflow hook for the Microsoft Dataverse Web API (v9.2) with Entra ID client credentials.
+
+Connection: ``host`` = environment URL (``https://contoso.crm.dynamics.com``; no scheme means https),
+``login`` = client (application) id, ``password`` = client secret, extras ``tenant_id`` (required),
+``authority_host`` (default ``https://login.microsoftonline.com``), ``timeout`` (seconds, default 120) and
+``max_concurrency`` (requests in flight from this hook, default 4).
+
+The hook is safe to share between threads: one MSAL application (one token cache), one session, and a
+semaphore around each HTTP send so the hook never has more than ``max_concurrency`` requests in flight.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import msal
+import requests
+from airflow.sdk import BaseHook
+
+from nylas_dataverse import __version__
+from nylas_dataverse.hooks._connection import normalize_base_url, number_extra, read_extras, required_text
+from nylas_dataverse.hooks._retry import GiveUp, RetryPolicy, RetryStats, send_with_retry
+from nylas_dataverse.hooks.errors import (
+    ConnectionConfigError,
+    DataverseAuthError,
+    DataverseError,
+    DataverseRetryExhaustedError,
+    DataverseThrottledError,
+    redact,
+)
+from nylas_dataverse.hooks.odata import (
+    DEFAULT_MAX_URL_LENGTH,
+    BatchOperation,
+    BatchOutcome,
+    align_batch_outcomes,
+    assign_content_ids,
+    boundary_from_content_type,
+    build_url,
+    encode_batch,
+    entity_id_from_url,
+    in_query_urls,
+    parse_batch_response,
+    select_value,
+)
+
+log = logging.getLogger(__name__)
+
+# Authority hosts MSAL knows as Microsoft's; anything else (a sandbox, ADFS) gets no instance discovery.
+MICROSOFT_LOGIN_HOSTS = frozenset(
+    {
+        "login.microsoftonline.com",
+        "login.microsoft.com",
+        "login.windows.net",
+        "sts.windows.net",
+        "login.chinacloudapi.cn",
+        "login.partner.microsoftonline.cn",
+        "login.microsoftonline.de",
+        "login-us.microsoftonline.com",
+        "login.microsoftonline.us",
+        "login.usgovcloudapi.net",
+        "login.sovcloud-identity.fr",
+        "login.sovcloud-identity.de",
+        "login.sovcloud-identity.sg",
+    }
+)
+MAX_GET_URL_LENGTH = 32_768
+MAX_PAGE_SIZE = 5000
+_ENTITY_SET = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@dataclass(frozen=True)
+class DataverseSettings:
+    """What the hook read from its connection (the client secret is left out of ``repr``)."""
+
+    env_url: str
+    client_id: str
+    client_secret: str = field(repr=False)
+    tenant_id: str
+    authority_host: str
+    timeout_s: float
+    max_concurrency: int
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.env_url}/api/data/v9.2/"
+
+    @property
+    def authority(self) -> str:
+        return f"{self.authority_host}/{self.tenant_id}"
+
+    @property
+    def scope(self) -> str:
+        return f"{self.env_url}/.default"
+
+
+class DataverseHook(BaseHook):
+    """Dataverse Web API client: queries, ``In`` lookups, create/update and ``$batch``.
+
+    ``sleep``, ``clock`` (wall-clock epoch seconds) and ``rng`` exist so tests can fake time;
+    ``session`` lets callers inject a transport for Web API calls (MSAL keeps its own). Nothing is
+    read or sent until the first call.
+    """
+
+    conn_name_attr = "dataverse_conn_id"
+    default_conn_name = "dataverse_default"
+    conn_type = "dataverse"
+    hook_name = "Microsoft Dataverse"
+
+    DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
+    DEFAULT_TIMEOUT_S = 120.0
+    DEFAULT_MAX_CONCURRENCY = 4
+    DEFAULT_RETRY_POLICY = RetryPolicy(
+        max_attempts=8, max_total_wait_s=600.0, base_delay_s=1.0, max_delay_s=60.0
+    )
+    EXTRAS = frozenset({"tenant_id", "authority_host", "timeout", "max_concurrency"})
+
+    def __init__(
+        self,
+        dataverse_conn_id: str = default_conn_name,
+        *,
+        retry_policy: RetryPolicy | None = None,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+        logger_name: str | None = None,
+    ) -> None:
+        super().__init__(logger_name=logger_name)
+        self.dataverse_conn_id = dataverse_conn_id
+        self.retry_policy = retry_policy or self.DEFAULT_RETRY_POLICY
+        self._session = session
+        self._sleep = sleep
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._stats = RetryStats()
+        self._lock = threading.Lock()
+        self._token_lock = threading.Lock()
+        self._settings: DataverseSettings | None = None
+        self._semaphore: threading.BoundedSemaphore | None = None
+        self._session_ready = False
+        self._app: Any = None
+        self._token_requests = 0
+        self._invalidated_token: str | None = None
+
+    # --- counters ---------------------------------------------------------------------------------
+
+    @property
+    def request_count(self) -> int:
+        """Web API requests sent, retries included (token requests are counted in ``token_requests``)."""
+        return self._stats.requests
+
+    @property
+    def retry_count(self) -> int:
+        return self._stats.retries
+
+    @property
+    def throttled_count(self) -> int:
+        """429 (service protection) answers received."""
+        return self._stats.throttled
+
+    @property
+    def throttle_wait_s(self) -> float:
+        """Seconds slept because of 429 answers."""
+        return self._stats.throttle_wait_s
+
+    @property
+    def token_requests(self) -> int:
+        """Tokens fetched from Entra ID (cache hits not counted)."""
+        return self._token_requests
+
+    # --- connection -------------------------------------------------------------------------------
+
+    @property
+    def settings(self) -> DataverseSettings:
+        """The connection's settings, looked up and validated on first use."""
+        with self._lock:
+            if self._settings is None:
+                self._settings = self._load_settings()
+                self._semaphore = threading.BoundedSemaphore(self._settings.max_concurrency)
+            return self._settings
+
+    @property
+    def api_url(self) -> str:
+        """``<environment URL>/api/data/v9.2/``."""
+        return self.settings.api_url
+
+    def _load_settings(self) -> DataverseSettings:
+        conn_id = self.dataverse_conn_id
+        conn = self.get_connection(conn_id)
+        extras = read_extras(conn.extra_dejson, self.EXTRAS, conn_id=conn_id)
+        env_url = normalize_base_url(
+            conn.host, conn.port, default=None, conn_id=conn_id, field="Dataverse environment URL"
+        )
+        if "/api/data" in urlsplit(env_url).path.lower():
+            raise ConnectionConfigError(
+                f"Connection {conn_id!r}: host must be the environment URL "
+                f"(e.g. https://contoso.crm.dynamics.com), without the /api/data/... path; got {conn.host!r}"
+            )
+        tenant_id = extras.get("tenant_id")
+        if not isinstance(tenant_id, str) or not tenant_id.strip():
+            raise ConnectionConfigError(
+                f"Connection {conn_id!r} has no extra 'tenant_id'; "
+                "set it to the Entra ID tenant (directory) id."
+            )
+        authority = extras.get("authority_host", self.DEFAULT_AUTHORITY_HOST)
+        settings = DataverseSettings(
+            env_url=env_url,
+            client_id=required_text(conn.login, conn_id=conn_id, what="login (the client/application id)"),
+            client_secret=required_text(conn.password, conn_id=conn_id, what="password (the client secret)"),
+            tenant_id=tenant_id.strip(),
+            authority_host=normalize_base_url(
+                str(authority),
+                None,
+                default=None,
+                conn_id=conn_id,
+                field="authority host (extra authority_host)",
+            ),
+            timeout_s=number_extra(
+                extras, "timeout", default=self.DEFAULT_TIMEOUT_S, conn_id=conn_id, minimum=1, maximum=3600
+            ),
+            max_concurrency=int(
+                number_extra(
+                    extras,
+                    "max_concurrency",
+                    default=self.DEFAULT_MAX_CONCURRENCY,
+                    conn_id=conn_id,
+                    minimum=1,
+                    integer=True,
+                )
+            ),
+        )
+        log.debug("Dataverse connection %r: environment %s", conn_id, settings.env_url)
+        return settings
+
+    def get_conn(self) -> requests.Session:
+        """The hook's session with the OData headers (the bearer token is added per request)."""
+        _ = self.settings  # loads the connection and creates the semaphore
+        with self._lock:
+            if self._session is None:
+                self._session = requests.Session()
+            if not self._session_ready:
+                self._session.headers.update(
+                    {
+                        "Accept": "application/json",
+                        "OData-MaxVersion": "4.0",
+                        "OData-Version": "4.0",
+                        "If-None-Match": "null",
+                        "User-Agent": f"nylas-dataverse/{__version__}",
+                    }
+                )
+                self._session_ready = True
+            return self._session
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Read-only check used by the Airflow UI: get a token and call ``WhoAmI``."""
+        try:
+            who = self.whoami()
+        except Exception as exc:  # the UI shows any failure, including a bad connection, as text
+            return False, self._redact(str(exc))
+        return True, f"Connected to {self.settings.env_url} as user {who.get('UserId')}"
+
+    # --- tokens -----------------------------------------------------------------------------------
+
+    def _build_app(self, settings: DataverseSettings) -> Any:
+        # The constructor talks to the authority (OIDC discovery), hence built on first token request.
+        authority_hostname = urlsplit(settings.authority_host).hostname or ""
+        try:
+            return msal.ConfidentialClientApplication(
+                settings.client_id,
+                client_credential=settings.client_secret,
+                authority=settings.authority,
+                instance_discovery=authority_hostname.lower() in MICROSOFT_LOGIN_HOSTS,
+                verify=os.environ.get("REQUESTS_CA_BUNDLE") or True,
+            )
+        except (ValueError, KeyError, requests.RequestException) as exc:
+            text = (
+                f"Could not reach the Entra ID authority {settings.authority} for client id "
+                f"{settings.client_id!r} (tenant {settings.tenant_id!r}): {type(exc).__name__}: {exc}. "
+                "Check the tenant_id and authority_host extras."
+            )
+            raise DataverseAuthError(
+                self._redact(text), transient=isinstance(exc, requests.RequestException)
+            ) from exc
+
+    def _access_token(self) -> str:
+        settings = self.settings
+        with self._token_lock:
+            if self._app is None:
+                self._app = self._build_app(settings)
+            try:
+                result = self._app.acquire_token_for_client(scopes=[settings.scope])
+            except (ValueError, requests.RequestException) as exc:
+                text = (
+                    f"Token request to {settings.authority} for client id {settings.client_id!r} failed: "
+                    f"{type(exc).__name__}: {exc}"
+                )
+                raise DataverseAuthError(
+                    self._redact(text), transient=isinstance(exc, requests.RequestException)
+                ) from exc
+            if not isinstance(result, dict) or "access_token" not in result:
+                error = result.get("error") if isinstance(result, dict) else None
+                description = result.get("error_description") if isinstance(result, dict) else None
+                text = (
+                    f"Entra ID refused a token for client id {settings.client_id!r} in tenant "
+                    f"{settings.tenant_id!r} (scope {settings.scope}): {error}: {description}. Check the "
+                    "client id, the client secret (not expired; the secret value, not its id) and tenant_id."
+                )
+                raise DataverseAuthError(self._redact(text), code=str(error) if error else None)
+            if result.get("token_source") != "cache":
+                self._token_requests += 1
+                log.debug("Fetched a Dataverse access token from %s", settings.authority_host)
+            return str(result["access_token"])
+
+    def _drop_token(self, rejected: str) -> None:
+        """Forget a token Dataverse refused; once per token even if several threads saw the 401."""
+        with self._token_lock:
+            if self._app is None or rejected == self._invalidated_token:
+                return
+            self._invalidated_token = rejected
+            try:
+                self._app.remove_tokens_for_client()
+            except (ValueError, requests.RequestException) as exc:
+                # For Microsoft hosts MSAL looks up authority aliases first; if that fails the cached
+                # token stays, and a second 401 surfaces as DataverseAuthError.
+                log.warning("Could not drop the cached Dataverse token: %s", type(exc).__name__)
+
+    # --- API --------------------------------------------------------------------------------------
+
+    def whoami(self) -> dict[str, Any]:
+        """``GET WhoAmI`` → ``UserId``, ``BusinessUnitId``, ``OrganizationId``."""
+        return _json_object(self._request("GET", "WhoAmI", what="calling WhoAmI"), what="WhoAmI")
+
+    def query(
+        self,
+        entity_set: str,
+        *,
+        filter: str | None = None,
+        select: Sequence[str] | str | None = None,
+        page_size: int | None = None,
+        extra_params: Mapping[str, str] | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Rows of ``entity_set`` matching ``filter`` (raw OData), following ``@odata.nextLink``.
+
+        ``page_size`` sends ``Prefer: odata.maxpagesize`` (1-5000). ``extra_params`` are further query
+        options (e.g. ``{"$orderby": "createdon desc"}``), percent-encoded here.
+        """
+        params: dict[str, str] = {}
+        if select is not None:
+            params["$select"] = select_value(select)
+        if filter:
+            params["$filter"] = filter
+        params.update(extra_params or {})
+        url = build_url(self.api_url + _entity_set(entity_set), params)
+        yield from self._pages(url, page_size, what=f"querying {entity_set}")
+
+    def query_in(
+        self,
+        entity_set: str,
+        property_name: str,
+        values: Iterable[str],
+        *,
+        select: Sequence[str] | str,
+        extra_filter: str | None = None,
+        page_size: int | None = None,
+        max_url_length: int = DEFAULT_MAX_URL_LENGTH,
+    ) -> Iterator[dict[str, Any]]:
+        """Rows whose ``property_name`` is one of ``values``, via ``Microsoft.Dynamics.CRM.In`` queries.
+
+        Values are de-duplicated and split so that every URL stays within ``max_url_length`` (at most
+        32,768). ``extra_filter`` is ANDed with each ``In``. String matching is case-insensitive in
+        Dataverse, so compare returned values case-insensitively.
+        """
+        if not 1 <= max_url_length <= MAX_GET_URL_LENGTH:
+            raise ValueError(
+                f"max_url_length must be between 1 and {MAX_GET_URL_LENGTH}, got {max_url_length}"
+            )
+        urls = in_query_urls(
+            self.api_url + _entity_set(entity_set),
+            property_name,
+            values,
+            select=select,
+            extra_filter=extra_filter,
+            max_url_length=max_url_length,
+        )
+        for url in urls:
+            yield from self._pages(url, page_size, what=f"looking up {entity_set} by {property_name}")
+
+    def create(
+        self,
+        entity_set: str,
+        body: Mapping[str, Any],
+        *,
+        return_representation: bool = False,
+        id_attribute: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> str:
+        """``POST entity_set`` and return the new row's id (lower-case GUID).
+
+        The id comes from ``OData-EntityId`` (else ``Location``). With ``return_representation`` Dataverse
+        sends the row instead of that header, so ``id_attribute`` (e.g. ``"activityid"``) is required.
+        """
+        if return_representation and not id_attribute:
+            raise ValueError("create(return_representation=True) needs id_attribute, e.g. 'activityid'")
+        request_headers = dict(headers or {})
+        if return_representation:
+            request_headers["Prefer"] = "return=representation"
+        what = f"creating a row in {entity_set}"
+        response = self._request(
+            "POST", _entity_set(entity_set), json_body=body, headers=request_headers, what=what
+        )
+        new_id = entity_id_from_url(response.headers.get("OData-EntityId")) or entity_id_from_url(
+            response.headers.get("Location")
+        )
+        if new_id is None and id_attribute and response.content:
+            row = _json_object(response, what=what)
+            new_id = str(row[id_attribute]).lower() if row.get(id_attribute) else None
+        if new_id is None:
+            raise DataverseError(
+                f"Dataverse answered {response.status_code} to {what} but named no id "
+                "(no OData-EntityId header)",
+                status=response.status_code,
+            )
+        return new_id
+
+    def update(
+        self,
+        entity_set: str,
+        record_id: str,
+        body: Mapping[str, Any],
+        *,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        """``PATCH entity_set(record_id)`` with ``If-Match: *``, so a missing row is a 404, never a create."""
+        if not record_id:
+            raise ValueError("record_id must not be empty")
+        path = f"{_entity_set(entity_set)}({quote(record_id, safe=_KEY_SAFE)})"
+        request_headers = {"If-Match": "*", **(headers or {})}
+        what = f"updating {entity_set}({record_id})"
+        self._request("PATCH", path, json_body=body, headers=request_headers, what=what)
+
+    def execute_batch(
+        self, operations: Sequence[BatchOperation], *, continue_on_error: bool = True
+    ) -> list[BatchOutcome]:
+        """Send ``operations`` as one ``$batch``; one :class:`BatchOutcome` per operation, in order.
+
+        With ``continue_on_error`` (``Prefer: odata.continue-on-error``) every operation is attempted
+        and each outcome says how it went; a failed change set is rolled back as a whole. Without it
+        Dataverse stops at the first failure: that operation's outcome holds the error and every
+        later operation gets ``ok=False`` with no responses (it was not executed).
+        """
+        prepared = assign_content_ids(operations)
+        body, content_type = encode_batch(prepared, base_url=self.api_url)
+        headers = {"Content-Type": content_type}
+        if continue_on_error:
+            headers["Prefer"] = "odata.continue-on-error"
+        count = len(prepared)
+        response = self._request(
+            "POST", "$batch", data=body, headers=headers, what=f"sending a $batch of {count}", batch=True
+        )
+        answer_type = response.headers.get("Content-Type", "")
+        return align_batch_outcomes(prepared, parse_batch_response(response.content, answer_type))
+
+    # --- plumbing ---------------------------------------------------------------------------------
+
+    def _pages(self, url: str, page_size: int | None, *, what: str) -> Iterator[dict[str, Any]]:
+        headers: dict[str, str] = {}
+        if page_size is not None:
+            if isinstance(page_size, bool) or not 1 <= page_size <= MAX_PAGE_SIZE:
+                raise ValueError(f"page_size must be between 1 and {MAX_PAGE_SIZE}, got {page_size!r}")
+            headers["Prefer"] = f"odata.maxpagesize={page_size}"
+        next_url: str | None = url
+        while next_url:
+            payload = _json_object(self._request("GET", next_url, headers=headers, what=what), what=what)
+            rows = payload.get("value")
+            if not isinstance(rows, list):
+                raise DataverseError(f"Dataverse answered without a 'value' list while {what}")
+            yield from rows
+            link = payload.get("@odata.nextLink")
+            next_url = link if isinstance(link, str) and link else None
+
+    def _request(
+        self,
+        method: str,
+        url: str,
+        *,
+        what: str,
+        json_body: Mapping[str, Any] | None = None,
+        data: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        batch: bool = False,
+    ) -> requests.Response:
+        """Send one Web API request: token, concurrency cap, retries, one token refresh on 401."""
+        session = self.get_conn()
+        settings = self.settings
+        semaphore = self._semaphore
+        assert semaphore is not None
+        full_url = self._absolute(url)
+        request_headers = dict(headers or {})
+        if json_body is not None:
+            data = json.dumps(json_body, ensure_ascii=False).encode("utf-8")
+            request_headers.setdefault("Content-Type", "application/json; charset=utf-8")
+        path = urlsplit(full_url).path
+        describe = f"Dataverse {method} {path}"
+        log.debug("%s", describe)
+
+        refreshed = False
+        while True:
+            token = self._access_token()
+
+            def send(token: str = token) -> requests.Response:
+                with semaphore:
+                    return session.request(
+                        method,
+                        full_url,
+                        data=data,
+                        headers={**request_headers, "Authorization": f"Bearer {token}"},
+                        timeout=settings.timeout_s,
+                    )
+
+            try:
+                response = send_with_retry(
+                    send,
+                    policy=self.retry_policy,
+                    describe=describe,
+                    give_up=lambda outcome: self._give_up_error(outcome, what),
+                    stats=self._stats,
+                    sleep=self._sleep,
+                    clock=self._clock,
+                    rng=self._rng,
+                )
+            except requests.RequestException as exc:
+                text = f"Request to Dataverse failed while {what}: {type(exc).__name__}: {exc}"
+                raise DataverseError(self._redact(text)) from exc
+
+            if response.status_code == 401 and not refreshed:
+                log.info("Dataverse answered 401 to %s; fetching a new token and retrying once", describe)
+                response.close()
+                self._drop_token(token)
+                refreshed = True
+                continue
+            if response.status_code == 401:
+                code, message, request_id = _error_details(response)
+                text = (
+                    f"Dataverse refused a fresh token for client id {settings.client_id!r} while {what} "
+                    f"({message}). Check that the application user exists in the environment and is enabled."
+                )
+                raise DataverseAuthError(self._redact(text), status=401, code=code, request_id=request_id)
+            if response.ok or (batch and _is_multipart(response)):
+                return response
+            raise self._status_error(response, what)
+
+    def _absolute(self, url: str) -> str:
+        if "://" not in url:
+            return self.api_url + url
+        # Only ever send the token to the environment (nextLinks are absolute).
+        expected = urlsplit(self.settings.env_url)
+        actual = urlsplit(url)
+        if (actual.scheme, actual.netloc.lower()) != (expected.scheme, expected.netloc.lower()):
+            raise DataverseError(f"refusing to send a Dataverse token to {actual.scheme}://{actual.netloc}")
+        return url
+
+    def _status_error(self, response: requests.Response, what: str) -> DataverseError:
+        code, message, request_id = _error_details(response)
+        text = f"Dataverse answered {response.status_code} while {what}: {message}"
+        return DataverseError(
+            self._redact(text), status=response.status_code, code=code, request_id=request_id
+        )
+
+    def _give_up_error(self, outcome: GiveUp, what: str) -> DataverseRetryExhaustedError:
+        code: str | None = None
+        request_id: str | None = None
+        if outcome.response is not None:
+            code, message, request_id = _error_details(outcome.response)
+            last = f"last answer {outcome.status}: {message}"
+        else:
+            last = f"last error {type(outcome.exception).__name__}: {outcome.exception}"
+        throttled = outcome.status == 429
+        text = (
+            f"Dataverse {'kept throttling' if throttled else 'still failing'} while {what} after "
+            f"{outcome.attempts} attempt(s) in {outcome.elapsed_s:.1f} s "
+            f"(stopped by the retry {outcome.reason}); {last}"
+        )
+        error_class = DataverseThrottledError if throttled else DataverseRetryExhaustedError
+        return error_class(
+            self._redact(text),
+            attempts=outcome.attempts,
+            elapsed_s=outcome.elapsed_s,
+            status=outcome.status,
+            code=code,
+            request_id=request_id,
+            retry_after=outcome.retry_after_s,
+        )
+
+    def _redact(self, text: str) -> str:
+        settings = self._settings
+        return redact(text, [settings.client_secret if settings else None])
+
+
+_KEY_SAFE = "=',-"
+
+
+def _entity_set(name: str) -> str:
+    if not _ENTITY_SET.fullmatch(name):
+        raise ValueError(f"not a Dataverse entity set name: {name!r} (e.g. 'emails', 'contacts')")
+    return name
+
+
+def _is_multipart(response: requests.Response) -> bool:
+    return boundary_from_content_type(response.headers.get("Content-Type", "")) is not None
+
+
+def _json_object(response: requests.Response, *, what: str) -> dict[str, Any]:
+    try:
+        payload = response.json()
+    except ValueError:
+        payload = None
+    if not isinstance(payload, dict):
+        raise DataverseError(
+            f"Dataverse answered {response.status_code} with a non-JSON-object body while {what}",
+            status=response.status_code,
+        )
+    return payload
+
+
+def _error_details(response: requests.Response) -> tuple[str | None, str, str | None]:
+    """(error.code, error.message, request id) from any error response, JSON or not."""
+    request_id = (
+        response.headers.get("x-ms-service-request-id")
+        or response.headers.get("REQ_ID")
+        or response.headers.get("x-ms-request-id")
+    )
+    try:
+        payload = response.json()
+    except ValueError:
+        payload = None
+    error = payload.get("error") if isinstance(payload, dict) else None
+    if isinstance(error, dict):
+        code = str(error["code"]) if error.get("code") else None
+        return code, str(error.get("message") or "no message"), request_id
+    content_type = response.headers.get("Content-Type", "no content type")
+    return (
+        None,
+        f"{response.reason or 'error'}; non-JSON body ({content_type}, {len(response.content)} bytes)",
+        request_id,
+    )
