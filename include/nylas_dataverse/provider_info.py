@@ -17,7 +17,11 @@ PROVIDER_INFO: dict[str, object] = {
     "description": "Hooks for the Nylas v3 Email API and the Microsoft Dataverse Web API.",
     "versions": [__version__],
     "integrations": [
-        {"integration-name": "Nylas", "external-doc-url": "https://developer.nylas.com/", "tags": ["service"]},
+        {
+            "integration-name": "Nylas",
+            "external-doc-url": "https://developer.nylas.com/",
+            "tags": ["service"],
+        },
         {
             "integration-name": "Microsoft Dataverse",
             "external-doc-url": "https://learn.microsoft.com/power-apps/developer/data-platform/webapi/overview",
@@ -71,7 +75,10 @@ PROVIDER_INFO: dict[str, object] = {
                     "label": "Authority host",
                     "schema": {**_OPTIONAL_STR, "default": "https://login.microsoftonline.com"},
                 },
-                "timeout": {"label": "Request timeout (seconds)", "schema": {**_OPTIONAL_INT, "default": 120}},
+                "timeout": {
+                    "label": "Request timeout (seconds)",
+                    "schema": {**_OPTIONAL_INT, "default": 120},
+                },
                 "max_concurrency": {
                     "label": "Max concurrent requests from this hook",
                     "schema": {**_OPTIONAL_INT, "default": 4, "minimum": 1},

@@ -14,9 +14,9 @@ _NAMESPACE = uuid.UUID("5f0c2b1e-6d0a-4c55-9a53-0d1f3c0b9e77")
 ORG_DOMAINS = ("contoso.example",)
 TENANT_ID = "7b1c0f6e-2a1d-4d3e-9f10-3c5a8e2b4d61"
 CLIENT_ID = "3f2a9c4d-8b7e-4a61-b0c2-5d6e7f8a9b10"
-CLIENT_SECRET = "sandbox-client-secret-do-not-use"  # noqa: S105 - a sandbox-only credential
+CLIENT_SECRET = "sandbox-client-secret-do-not-use"
 NYLAS_API_KEY = "nyk_v0_sandbox_api_key_do_not_use"
-WEBHOOK_SECRET = "sandbox-webhook-secret"  # noqa: S105
+WEBHOOK_SECRET = "sandbox-webhook-secret"
 APPLICATION_ID = "app-sandbox-0001"
 
 
@@ -69,7 +69,12 @@ SYSTEM_USERS: tuple[Person, ...] = (
 
 ACCOUNTS: tuple[Account, ...] = (
     Account("fabrikam", "Fabrikam, Inc.", ("info@fabrikam.example",), "fabrikam.example"),
-    Account("northwind", "Northwind Traders", ("sales@northwind.example", "ap@northwind.example"), "northwind.example"),
+    Account(
+        "northwind",
+        "Northwind Traders",
+        ("sales@northwind.example", "ap@northwind.example"),
+        "northwind.example",
+    ),
     Account("adatum", "Adatum Corporation", ("hello@adatum.example",), "adatum.example"),
     Account("tailspin", "Tailspin Toys", ("orders@tailspin.example",), "tailspin.example"),
 )
@@ -77,7 +82,12 @@ ACCOUNTS: tuple[Account, ...] = (
 CONTACTS: tuple[tuple[Person, str], ...] = (
     # (person, account key)
     (Person("maria", "María José", "García", ("maria.garcia@fabrikam.example",)), "fabrikam"),
-    (Person("jonas", "Jonas", "Müller", ("jonas.mueller@fabrikam.example", "jonas@mueller-privat.example")), "fabrikam"),
+    (
+        Person(
+            "jonas", "Jonas", "Müller", ("jonas.mueller@fabrikam.example", "jonas@mueller-privat.example")
+        ),
+        "fabrikam",
+    ),
     (Person("priya", "Priya", "Raman", ("priya@northwind.example",)), "northwind"),
     (Person("tom", "Tom", "O'Brien", ("tom.obrien@northwind.example",)), "northwind"),
     (Person("yuki", "由紀", "山田", ("yuki.yamada@adatum.example",)), "adatum"),
@@ -107,7 +117,12 @@ GRANTS: tuple[GrantPersona, ...] = (
     GrantPersona("carol", stable_id("grant", "carol"), "carol@contoso.example", "imap", "carol"),
     # An expired grant: every data call answers 401, as Nylas does.
     GrantPersona(
-        "dave", stable_id("grant", "dave"), "dave@contoso.example", "google", "dave", status="invalid",
+        "dave",
+        stable_id("grant", "dave"),
+        "dave@contoso.example",
+        "google",
+        "dave",
+        status="invalid",
         in_grants_file=False,
     ),
 )

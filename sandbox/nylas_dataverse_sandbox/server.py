@@ -63,6 +63,7 @@ def serve_in_thread(
         access_log=False,
         lifespan="off",
         timeout_keep_alive=75,
+        timeout_graceful_shutdown=1,
         backlog=2048,
         ssl_certfile=str(tls.cert_pem) if tls else None,
         ssl_keyfile=str(tls.key_pem) if tls else None,
@@ -70,7 +71,9 @@ def serve_in_thread(
     server = uvicorn.Server(config)
     # uvicorn installs signal handlers only on the main thread; the sandbox owns those itself.
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=f"sandbox-{name}", daemon=True)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name=f"sandbox-{name}", daemon=True
+    )
     thread.start()
     deadline = time.monotonic() + startup_timeout
     while not server.started:

@@ -1,0 +1,1 @@
+"""Local stand-in for the Dataverse Web API (v9.2)."""
