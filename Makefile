@@ -43,7 +43,7 @@ unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit tests/hooks
 
 run: $(STAMP)
-	$(BIN)/python -m nylas_dataverse_sandbox.demo
+	$(BIN)/python scripts/demo.py
 
 sandbox: $(STAMP)
 	$(BIN)/nylas-dataverse-sandbox serve
@@ -52,7 +52,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 airflow: $(STAMP)
-	$(BIN)/python -m nylas_dataverse_sandbox.local_airflow
+	$(BIN)/python scripts/local_airflow.py
 
 test-e2e: $(STAMP)
 	$(BIN)/python -m pytest -m e2e tests/e2e -p no:timeout

@@ -1,0 +1,60 @@
+"""Bulk address resolution: every distinct address of a run, looked up in Dataverse in a few queries.
+
+One ``In`` query per table, email column and chunk of addresses (the hook splits long lists so each URL
+stays under the limit) replaces the one-lookup-per-message approach; the pure ``Directory`` then
+answers every address of the run from memory.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from nylas_dataverse.core.resolution import (
+    ENTITIES,
+    Directory,
+    DirectoryRow,
+    email_columns,
+    entity_set,
+    normalise_address,
+    select_columns,
+)
+from nylas_dataverse.hooks.dataverse import DataverseHook
+from nylas_dataverse.hooks.errors import DataverseError
+
+log = logging.getLogger(__name__)
+
+# Disabled users keep their address but must not own or be party to new activities.
+_EXTRA_FILTER = {"systemuser": "isdisabled eq false"}
+
+
+def resolve_addresses(addresses: Iterable[str], dataverse: DataverseHook) -> Directory:
+    wanted = sorted({normalise_address(address) for address in addresses if address})
+    wanted_lookup = frozenset(wanted)
+    rows: list[DirectoryRow] = []
+    if not wanted:
+        return Directory.from_rows(rows)
+    for entity in ENTITIES:
+        try:
+            for column in email_columns(entity):
+                records = dataverse.query_in(
+                    entity_set(entity),
+                    column,
+                    wanted,
+                    select=list(select_columns(entity)),
+                    extra_filter=_EXTRA_FILTER.get(entity),
+                )
+                for record in records:
+                    rows.extend(
+                        row
+                        for row in DirectoryRow.from_odata(entity, record)
+                        if row.email_column == column and normalise_address(row.address) in wanted_lookup
+                    )
+        except DataverseError as exc:
+            # Leads exist only where Dynamics 365 Sales is installed; plain Dataverse answers 404.
+            if entity == "lead" and exc.status == 404:
+                log.warning("This environment has no leads table; addresses are not matched against leads.")
+                continue
+            raise
+    log.info("Resolved %d distinct addresses against %d Dataverse rows", len(wanted), len(rows))
+    return Directory.from_rows(rows)

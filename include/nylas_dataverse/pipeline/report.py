@@ -1,0 +1,89 @@
+"""Report: the run's ledger and counts, checked, logged as a table, sent to metrics, and judged.
+
+The run fails only here, after everything loadable was loaded, when failures exceed the grant's
+``max_failures`` (default 0) or when the ledger does not account for every extracted message.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from typing import Any
+
+from nylas_dataverse.core.config import GrantConfig
+from nylas_dataverse.core.ledger import LedgerEntry, Outcome, RunReport
+from nylas_dataverse.pipeline import extract, load, transform
+from nylas_dataverse.pipeline.staging import RunStaging, StagingError
+
+log = logging.getLogger(__name__)
+
+REPORT_FILE = "report.json"
+
+
+class TooManyFailuresError(RuntimeError):
+    """More messages failed than the grant allows; the report lists why."""
+
+
+def build_report(grant: GrantConfig, staging: RunStaging) -> RunReport:
+    extracted = staging.read_manifest(extract.MANIFEST, "extract")
+    transformed = staging.read_manifest(transform.MANIFEST, "transform")
+    loaded = staging.read_manifest(load.MANIFEST, "load")
+    window = extracted["window"]
+    report = RunReport(
+        staging.dag_id,
+        grant.key,
+        dt.datetime.fromisoformat(window["start"]),
+        dt.datetime.fromisoformat(window["end"]),
+    )
+    report.extracted = extracted["files"][extract.MESSAGES_FILE]["count"]
+    ledger_path = staging.file(load.LEDGER_FILE)
+    if not ledger_path.exists():
+        raise StagingError(f"{ledger_path} is missing; rerun 'load' for this window.")
+    with ledger_path.open("rb") as lines:
+        for line in lines:
+            report.add(LedgerEntry.from_json(json.loads(line)))
+    report.unresolved_addresses = transformed.get("unresolved_addresses", 0)
+    report.ambiguous_addresses = transformed.get("ambiguous_addresses", 0)
+    report.requests = {
+        "nylas": extracted["requests"]["nylas"],
+        "dataverse": transformed["requests"]["dataverse"] + loaded["requests"]["dataverse"],
+        "dataverse_throttled": loaded["requests"]["dataverse_throttled"],
+        "token": loaded["requests"].get("token", 0),
+    }
+    report.durations_s = {
+        "extract": extracted["duration_s"],
+        "transform": transformed["duration_s"],
+        "load": loaded["duration_s"],
+    }
+    return report
+
+
+def _emit_metrics(report: RunReport, data: dict[str, Any]) -> None:
+    try:
+        from airflow.sdk.observability.stats import Stats
+    except ImportError:  # metrics are best effort; the report file is the record
+        return
+    tags = {"dag_id": report.dag_id, "grant": report.grant_key}
+    for outcome, count in data["counts"].items():
+        Stats.incr(f"nylas_dataverse.messages.{outcome}", count=count, tags=tags)
+    for name, count in report.requests.items():
+        Stats.incr(f"nylas_dataverse.requests.{name}", count=count, tags=tags)
+
+
+def report_window(grant: GrantConfig, staging: RunStaging) -> dict[str, Any]:
+    report = build_report(grant, staging)
+    report.check_invariant()
+    data = report.to_json()
+    staging.write_json(REPORT_FILE, data)
+    log.info("Run summary for %s\n%s", report.dag_id, report.summary_table())
+    log.info("Report: %s  Ledger: %s", staging.file(REPORT_FILE), staging.file(load.LEDGER_FILE))
+    _emit_metrics(report, data)
+    failed = report.counts[Outcome.FAILED]
+    if failed > grant.max_failures:
+        raise TooManyFailuresError(
+            f"{failed} messages failed (allowed: {grant.max_failures}); "
+            f"reasons: {dict(report.failed_by_reason)}. Everything else was loaded; "
+            f"see {staging.file(load.LEDGER_FILE)} for each message."
+        )
+    return data["counts"]

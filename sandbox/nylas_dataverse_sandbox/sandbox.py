@@ -1,0 +1,153 @@
+"""Start the three stand-ins together and describe them to clients.
+
+``Sandbox.start()`` serves Nylas, Entra ID and Dataverse on 127.0.0.1 over HTTPS (one generated CA) and
+writes ``connections.env`` (Airflow connections, CA bundle, grants file) into the state directory, so
+``source .sandbox/connections.env`` points the DAGs at it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from nylas_dataverse_sandbox import personas
+from nylas_dataverse_sandbox.dataverse.app import create_app as create_dataverse_app
+from nylas_dataverse_sandbox.dataverse.backend import DataverseBackend
+from nylas_dataverse_sandbox.dataverse.throttle import ServiceProtectionLimits
+from nylas_dataverse_sandbox.entra.app import create_app as create_entra_app
+from nylas_dataverse_sandbox.entra.backend import EntraBackend
+from nylas_dataverse_sandbox.nylas.app import create_app as create_nylas_app
+from nylas_dataverse_sandbox.nylas.backend import NylasBackend
+from nylas_dataverse_sandbox.server import RunningServer, serve_in_thread
+from nylas_dataverse_sandbox.tls import generate_tls
+
+DEFAULT_PORTS = {"nylas": 9041, "entra": 9042, "dataverse": 9043}
+DEFAULT_START_DAY = dt.date(2026, 11, 2)
+
+
+@dataclass
+class SandboxConfig:
+    state_dir: Path
+    host: str = "127.0.0.1"
+    nylas_port: int = DEFAULT_PORTS["nylas"]
+    entra_port: int = DEFAULT_PORTS["entra"]
+    dataverse_port: int = DEFAULT_PORTS["dataverse"]
+    start_day: dt.date = DEFAULT_START_DAY
+    days: int = 7
+    token_lifetime_s: int = 3599
+    limits: ServiceProtectionLimits = field(default_factory=ServiceProtectionLimits)
+    list_includes_body: bool = True
+
+
+@dataclass
+class Sandbox:
+    config: SandboxConfig
+    nylas: NylasBackend
+    entra: EntraBackend
+    dataverse: DataverseBackend
+    servers: dict[str, RunningServer]
+    ca_pem: Path
+
+    @classmethod
+    def start(cls, config: SandboxConfig) -> Sandbox:
+        state = config.state_dir.resolve()
+        state.mkdir(parents=True, exist_ok=True)
+        tls = generate_tls(state / "tls")
+        nylas = NylasBackend(
+            api_key=personas.NYLAS_API_KEY,
+            start_day=config.start_day,
+            days=config.days,
+            list_includes_body=config.list_includes_body,
+        )
+        entra = EntraBackend(token_lifetime_s=config.token_lifetime_s)
+        dataverse = DataverseBackend(db_path=state / "dataverse.sqlite3", entra=entra, limits=config.limits)
+        servers: dict[str, RunningServer] = {}
+        try:
+            servers["entra"] = serve_in_thread(
+                "entra", create_entra_app(entra), config.host, config.entra_port, tls
+            )
+            servers["dataverse"] = serve_in_thread(
+                "dataverse", create_dataverse_app(dataverse), config.host, config.dataverse_port, tls
+            )
+            servers["nylas"] = serve_in_thread(
+                "nylas", create_nylas_app(nylas), config.host, config.nylas_port, tls
+            )
+        except Exception:
+            for server in servers.values():
+                server.stop()
+            raise
+        sandbox = cls(config, nylas, entra, dataverse, servers, tls.ca_pem)
+        sandbox.write_client_files()
+        return sandbox
+
+    @property
+    def nylas_url(self) -> str:
+        return self.servers["nylas"].url
+
+    @property
+    def entra_url(self) -> str:
+        return self.servers["entra"].url
+
+    @property
+    def dataverse_url(self) -> str:
+        return self.servers["dataverse"].url
+
+    def nylas_connection(self) -> dict[str, object]:
+        return {"conn_type": "nylas", "host": self.nylas_url, "password": personas.NYLAS_API_KEY}
+
+    def dataverse_connection(self) -> dict[str, object]:
+        return {
+            "conn_type": "dataverse",
+            "host": self.dataverse_url,
+            "login": personas.CLIENT_ID,
+            "password": personas.CLIENT_SECRET,
+            "extra": {"tenant_id": personas.TENANT_ID, "authority_host": self.entra_url},
+        }
+
+    def grants_config(self) -> dict[str, object]:
+        return {
+            "defaults": {"org_domains": list(personas.ORG_DOMAINS)},
+            "grants": [
+                {
+                    "key": grant.key,
+                    "grant_id": grant.grant_id,
+                    "email": grant.email,
+                    "start_date": self.config.start_day.isoformat(),
+                    "display_name": f"{grant.key.title()} ({grant.provider})",
+                }
+                for grant in personas.GRANTS
+                if grant.in_grants_file
+            ],
+        }
+
+    def environment(self) -> dict[str, str]:
+        """What a client process needs to talk to this sandbox."""
+        state = self.config.state_dir.resolve()
+        return {
+            "AIRFLOW_CONN_NYLAS_DEFAULT": json.dumps(self.nylas_connection()),
+            "AIRFLOW_CONN_DATAVERSE_DEFAULT": json.dumps(self.dataverse_connection()),
+            "REQUESTS_CA_BUNDLE": str(self.ca_pem),
+            "NYLAS_DATAVERSE_CONFIG": str(state / "grants.yaml"),
+        }
+
+    def write_client_files(self) -> Path:
+        state = self.config.state_dir.resolve()
+        (state / "grants.yaml").write_text(
+            "# Written by the sandbox at start: the sandbox's mailboxes as a grants file.\n"
+            + yaml.safe_dump(self.grants_config(), sort_keys=False)
+        )
+        env_file = state / "connections.env"
+        lines = ["# Written by the sandbox at start; `source` it to point the DAGs at the sandbox."]
+        lines += [f"export {name}={shlex.quote(value)}" for name, value in self.environment().items()]
+        env_file.write_text("\n".join(lines) + "\n")
+        env_file.chmod(0o600)
+        return env_file
+
+    def stop(self) -> None:
+        for server in self.servers.values():
+            server.stop()

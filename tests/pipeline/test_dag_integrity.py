@@ -1,0 +1,105 @@
+"""The DAG files parse cleanly (no metadata DB needed) and produce the DAGs a user expects."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+import yaml
+from airflow.dag_processing.dagbag import DagBag
+from airflow.sdk import CronDataIntervalTimetable
+from airflow.serialization.encoders import coerce_to_core_timetable
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DAGS = PROJECT_ROOT / "dags"
+
+
+def _bag() -> DagBag:
+    # No include_examples: the argument raises TypeError in Airflow 3.3.0-3.3.2.
+    return DagBag(dag_folder=str(DAGS))
+
+
+def _grant_keys(path: Path) -> list[str]:
+    return [grant["key"] for grant in yaml.safe_load(path.read_text())["grants"]]
+
+
+def test_every_grant_gets_one_dag_and_nothing_fails_to_import() -> None:
+    bag = _bag()
+    assert bag.import_errors == {}
+    expected = {f"nylas_to_dataverse__{key}" for key in _grant_keys(PROJECT_ROOT / "include" / "grants.yaml")}
+    assert set(bag.dag_ids) == expected
+
+
+def test_dags_use_a_daily_data_interval_timetable_in_utc() -> None:
+    for dag in _bag().dags.values():
+        timetable = dag.timetable
+        assert isinstance(timetable, CronDataIntervalTimetable), "'@daily' would give a zero-length window"
+        # What the scheduler will compute: the core timetable behind the SDK definition.
+        core = coerce_to_core_timetable(timetable)
+        interval = core.infer_manual_data_interval(run_after=dt.datetime(2026, 11, 3, 5, tzinfo=dt.UTC))
+        assert (interval.start, interval.end) == (
+            dt.datetime(2026, 11, 2, tzinfo=dt.UTC),
+            dt.datetime(2026, 11, 3, tzinfo=dt.UTC),
+        )
+        assert dag.catchup is False
+
+
+def test_tasks_are_wired_with_pools_retries_and_timeouts() -> None:
+    dag = _bag().dags["nylas_to_dataverse__alice"]
+    assert [task.task_id for task in dag.topological_sort()] == ["extract", "transform", "load", "report"]
+    tasks = {task.task_id: task for task in dag.tasks}
+    assert tasks["extract"].pool == "nylas_api"
+    assert tasks["transform"].pool == "dataverse_api"
+    assert tasks["load"].pool == "dataverse_api"
+    for task_id in ("extract", "transform", "load"):
+        assert tasks[task_id].retries >= 2
+        assert tasks[task_id].execution_timeout is not None
+    assert "grant:alice" in dag.tags
+    assert dag.dag_display_name.startswith("Nylas → Dataverse")
+
+
+def test_pools_used_by_the_dags_are_declared_in_airflow_settings() -> None:
+    settings = yaml.safe_load((PROJECT_ROOT / "airflow_settings.yaml").read_text())
+    declared = {pool["pool_name"] for pool in settings["airflow"]["pools"]}
+    used = {task.pool for dag in _bag().dags.values() for task in dag.tasks if task.pool != "default_pool"}
+    assert used <= declared
+
+
+def test_parsing_is_stable_across_parses() -> None:
+    first, second = _bag(), _bag()
+    for dag_id, dag in first.dags.items():
+        other = second.dags[dag_id]
+        assert dag.start_date == other.start_date
+        assert dag.doc_md == other.doc_md
+        assert [t.task_id for t in dag.tasks] == [t.task_id for t in other.tasks]
+
+
+def test_an_invalid_grant_is_reported_by_name_and_the_others_still_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = yaml.safe_load((PROJECT_ROOT / "include" / "grants.yaml").read_text())
+    config["grants"][1]["policy"] = {"internal_only": "sometimes"}
+    bad = tmp_path / "grants.yaml"
+    bad.write_text(yaml.safe_dump(config))
+    monkeypatch.setenv("NYLAS_DATAVERSE_CONFIG", str(bad))
+
+    bag = _bag()
+
+    assert set(bag.dag_ids) == {"nylas_to_dataverse__alice", "nylas_to_dataverse__carol"}
+    [(path, error)] = bag.import_errors.items()
+    assert path.endswith("nylas_to_dataverse_config_check.py")
+    assert str(bad) in error
+    assert "'bob'" in error
+    assert "policy.internal_only" in error
+
+
+def test_a_missing_grants_file_is_a_clear_import_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NYLAS_DATAVERSE_CONFIG", str(tmp_path / "nope.yaml"))
+    bag = _bag()
+    assert bag.dag_ids == []
+    [error] = bag.import_errors.values()
+    assert "nope.yaml" in error
+    assert "NYLAS_DATAVERSE_CONFIG" in error
