@@ -1,0 +1,407 @@
+"""Starlette routes of the Nylas v3 stand-in: parse the request, call the backend, serialize.
+
+Query parameters follow the real API's quirks: a repeated parameter keeps its last value, booleans
+accept ``true``/``True``/``1`` (Go-style), and responses are gzip-compressed when the client accepts it
+(Nylas skips bodies under about 200 bytes). Every response carries ``request_id`` (JSON) and
+``x-request-id`` (header). The ``/_sandbox/`` routes are the admin side: reset, stats, faults, bulk
+days, and webhook deliveries built from the backend's messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import unquote
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.gzip import GZipMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from nylas_dataverse_sandbox import personas
+from nylas_dataverse_sandbox.nylas import errors
+from nylas_dataverse_sandbox.nylas.backend import DEFAULT_LIMIT, MAX_LIMIT, MessageFilters, NylasBackend
+from nylas_dataverse_sandbox.nylas.webhooks import WebhookSender
+
+FIELDS = ("standard", "include_headers", "include_basic_headers", "include_tracking_options", "raw_mime")
+_BASIC_HEADERS = {"message-id", "in-reply-to", "references"}
+_TRUE = {"true", "True", "TRUE", "1", "t", "T"}
+_FALSE = {"false", "False", "FALSE", "0", "f", "F"}
+
+Handler = Callable[[NylasBackend, Request], Awaitable[dict[str, Any]]]
+
+
+# Query parsing --------------------------------------------------------------------------------------------
+
+
+def _param(request: Request, name: str) -> str | None:
+    values = request.query_params.getlist(name)
+    return values[-1] if values else None
+
+
+def _bool_param(request: Request, name: str) -> bool | None:
+    value = _param(request, name)
+    if value is None:
+        return None
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise errors.InvalidRequestError(f"{name}={value!r} is not a boolean; use true or false")
+
+
+def _int_param(request: Request, name: str) -> int | None:
+    value = _param(request, name)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise errors.InvalidRequestError(f"{name}={value!r} is not an integer") from None
+
+
+def _limit(request: Request) -> int:
+    limit = _int_param(request, "limit")
+    if limit is None:
+        return DEFAULT_LIMIT
+    if not 1 <= limit <= MAX_LIMIT:
+        raise errors.InvalidRequestError(
+            f"limit={limit} is out of range: use 1 to {MAX_LIMIT} (default {DEFAULT_LIMIT})"
+        )
+    return limit
+
+
+def _fields(request: Request) -> str:
+    fields = _param(request, "fields") or "standard"
+    if fields not in FIELDS:
+        raise errors.InvalidRequestError(
+            f"fields={fields!r} is not supported; use one of {', '.join(FIELDS)}"
+        )
+    return fields
+
+
+def _select(request: Request) -> set[str] | None:
+    value = _param(request, "select")
+    if value is None:
+        return None
+    chosen = {name.strip() for name in value.split(",") if name.strip()}
+    return chosen or None
+
+
+def _filters(request: Request) -> MessageFilters:
+    if _param(request, "search_query_native") is not None:
+        raise errors.InvalidRequestError(
+            "search_query_native is not implemented by the sandbox; filter with the other query parameters"
+        )
+    any_email = _param(request, "any_email")
+    return MessageFilters(
+        received_after=_int_param(request, "received_after"),
+        received_before=_int_param(request, "received_before"),
+        in_folder=_param(request, "in"),
+        subject=_param(request, "subject"),
+        any_email=tuple(a.strip() for a in any_email.split(",") if a.strip())
+        if any_email is not None
+        else None,
+        from_=_param(request, "from"),
+        to=_param(request, "to"),
+        cc=_param(request, "cc"),
+        bcc=_param(request, "bcc"),
+        unread=_bool_param(request, "unread"),
+        starred=_bool_param(request, "starred"),
+        has_attachment=_bool_param(request, "has_attachment"),
+        thread_id=_param(request, "thread_id"),
+        metadata_pair=_param(request, "metadata_pair"),
+    )
+
+
+# Serialization --------------------------------------------------------------------------------------------
+
+
+def _render(
+    backend: NylasBackend,
+    request: Request,
+    message: dict[str, Any],
+    *,
+    fields: str,
+    select: set[str] | None,
+    include_body: bool,
+) -> dict[str, Any]:
+    if fields == "raw_mime":
+        grant = backend.resolve_grant(request.path_params["grant"])
+        return {
+            "grant_id": message["grant_id"],
+            "object": "message",
+            "id": message["id"],
+            "raw_mime": backend.raw_mime(grant, message),
+        }
+    out = {
+        key: value for key, value in message.items() if key != "headers" and (include_body or key != "body")
+    }
+    headers = message.get("headers", [])
+    if fields == "include_headers":
+        out["headers"] = list(headers)
+    elif fields == "include_basic_headers":
+        out["headers"] = [header for header in headers if header["name"].lower() in _BASIC_HEADERS]
+    elif fields == "include_tracking_options":
+        out["tracking_options"] = {"opens": False, "thread_replies": False, "links": False, "label": ""}
+    if select is not None:
+        out = {key: value for key, value in out.items() if key in select}
+    return out
+
+
+# Endpoints ------------------------------------------------------------------------------------------------
+
+
+async def _get_grant(backend: NylasBackend, request: Request) -> dict[str, Any]:
+    grant = backend.resolve_grant(request.path_params["grant"])
+    data = backend.grant_object(grant)
+    select = _select(request)
+    return {"data": {k: v for k, v in data.items() if k in select} if select else data}
+
+
+async def _list_messages(backend: NylasBackend, request: Request) -> dict[str, Any]:
+    grant = backend.resolve_grant(request.path_params["grant"])
+    limit, fields, select, filters = _limit(request), _fields(request), _select(request), _filters(request)
+    page = backend.list_messages(grant, filters, limit=limit, page_token=_param(request, "page_token"))
+    data = [
+        _render(backend, request, m, fields=fields, select=select, include_body=backend.list_includes_body)
+        for m in page.items
+    ]
+    payload: dict[str, Any] = {"data": data}
+    if page.next_cursor is not None:
+        payload["next_cursor"] = page.next_cursor
+    return payload
+
+
+def _message_id_from_raw_path(request: Request) -> str:
+    """The id as sent: one percent-encoded path segment. An unencoded ``/`` splits it and finds nothing."""
+    raw_path = request.scope.get("raw_path")
+    if raw_path is None:
+        return str(request.path_params["message_id"])
+    segments = raw_path.decode("latin-1").split("/")
+    # ['', 'v3', 'grants', '<grant>', 'messages', '<id>']
+    if len(segments) != 6 or not segments[5]:
+        raise errors.NotFoundError(
+            "message not found: URL-encode the message id (ids can contain '/', '+', '=' and '#')"
+        )
+    return unquote(segments[5])
+
+
+async def _get_message(backend: NylasBackend, request: Request) -> dict[str, Any]:
+    grant = backend.resolve_grant(request.path_params["grant"])
+    fields, select = _fields(request), _select(request)
+    message = backend.get_message(grant, _message_id_from_raw_path(request))
+    return {"data": _render(backend, request, message, fields=fields, select=select, include_body=True)}
+
+
+async def _list_folders(backend: NylasBackend, request: Request) -> dict[str, Any]:
+    grant = backend.resolve_grant(request.path_params["grant"])
+    page = backend.list_folders(
+        grant,
+        limit=_limit(request),
+        page_token=_param(request, "page_token"),
+        include_hidden=bool(_bool_param(request, "include_hidden_folders")),
+        parent_id=_param(request, "parent_id"),
+    )
+    select = _select(request)
+    data = [{k: v for k, v in f.items() if k in select} if select else f for f in page.items]
+    payload: dict[str, Any] = {"data": data}
+    if page.next_cursor is not None:
+        payload["next_cursor"] = page.next_cursor
+    return payload
+
+
+def _api(backend: NylasBackend, route: str, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """Faults, auth, the handler, the error envelope and the counters, in that order, for a /v3 route."""
+
+    async def endpoint(request: Request) -> Response:
+        request_id = str(uuid.uuid4())
+        response: Response
+        try:
+            fault = backend.take_fault()
+            if backend.faults.latency_s:
+                await asyncio.sleep(backend.faults.latency_s)
+            if fault is not None:
+                raise fault
+            backend.authenticate(request.headers.get("authorization"))
+            payload = await handler(backend, request)
+            response = JSONResponse(
+                {"request_id": request_id, **payload}, headers={"x-request-id": request_id}
+            )
+        except errors.NylasError as error:
+            response = errors.error_response(error, request_id)
+        backend.stats.record(route, response.status_code)
+        return response
+
+    return endpoint
+
+
+# Admin ------------------------------------------------------------------------------------------------------
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw:
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise errors.InvalidRequestError("the request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise errors.InvalidRequestError("the request body must be a JSON object")
+    return body
+
+
+def _admin(
+    handler: Callable[[Request], Awaitable[dict[str, Any]]],
+) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        request_id = str(uuid.uuid4())
+        try:
+            payload = await handler(request)
+        except errors.NylasError as error:
+            return errors.error_response(error, request_id)
+        except KeyError as error:
+            message = f"the request body lacks the field {error}"
+            return errors.error_response(errors.InvalidRequestError(message), request_id)
+        except (ValueError, TypeError, IndexError) as error:
+            return errors.error_response(errors.InvalidRequestError(str(error)), request_id)
+        return JSONResponse({"request_id": request_id, **payload}, headers={"x-request-id": request_id})
+
+    return endpoint
+
+
+def _admin_routes(backend: NylasBackend) -> list[Route]:
+    async def reset(request: Request) -> dict[str, Any]:
+        backend.reset()
+        return {"reset": True}
+
+    async def stats(request: Request) -> dict[str, Any]:
+        return {"data": backend.stats.as_dict()}
+
+    async def faults(request: Request) -> dict[str, Any]:
+        if request.method == "POST":
+            backend.set_faults(await _json_body(request))
+        return {"data": backend.faults.as_dict()}
+
+    async def bulk(request: Request) -> dict[str, Any]:
+        body = await _json_body(request)
+        bulk_day = backend.add_bulk_day(
+            str(body["grant"]),
+            dt.date.fromisoformat(str(body["day"])),
+            int(body["count"]),
+            int(body.get("body_bytes", 4000)),
+        )
+        return {
+            "data": {
+                "grant": bulk_day.grant.key,
+                "day": bulk_day.day.isoformat(),
+                "count": bulk_day.count,
+                "body_bytes": bulk_day.body_bytes,
+                "source": bulk_day.source_no,
+            }
+        }
+
+    async def deliver(request: Request) -> dict[str, Any]:
+        body = await _json_body(request)
+        url = str(body["url"])
+        sender = WebhookSender(
+            str(body.get("secret", personas.WEBHOOK_SECRET)),
+            retry_delays_s=tuple(float(d) for d in body.get("retry_delays_s", (1.0, 5.0))),
+            ca_file=body.get("ca_file"),
+        )
+        grant = backend.grant_by_any(str(body["grant"]))
+        kind = str(body.get("type", "message.created"))
+        if kind.startswith("grant."):
+            notification = sender.grant_expired_notification(grant)
+        else:
+            if "message_id" in body:
+                message = backend.find_message(grant, str(body["message_id"]))
+            else:
+                day_messages = backend.messages_for(grant.key, dt.date.fromisoformat(str(body["day"])))
+                message = day_messages[int(body.get("index", 0))]
+            notification = sender.build_notification(
+                message, type=kind, truncated=bool(body.get("truncated"))
+            )
+        times = 2 if body.get("duplicate") else 1
+        results = []
+        for _ in range(times):
+            result = await run_in_threadpool(
+                sender.deliver,
+                url,
+                notification,
+                gzip=bool(body.get("gzip")),
+                bad_signature=bool(body.get("bad_signature")),
+                timeout=float(body.get("timeout", 10)),
+            )
+            results.append(
+                {
+                    "status": result.status,
+                    "attempts": result.attempts,
+                    "statuses": list(result.statuses),
+                    "elapsed_s": round(result.elapsed_s, 4),
+                }
+            )
+        return {
+            "data": {
+                "notification_id": notification["id"],
+                "type": notification["type"],
+                "deliveries": results,
+            }
+        }
+
+    async def challenge(request: Request) -> dict[str, Any]:
+        body = await _json_body(request)
+        sender = WebhookSender(personas.WEBHOOK_SECRET, ca_file=body.get("ca_file"))
+        return {"data": {"verified": await run_in_threadpool(sender.challenge, str(body["url"]))}}
+
+    return [
+        Route("/_sandbox/reset", _admin(reset), methods=["POST"]),
+        Route("/_sandbox/stats", _admin(stats), methods=["GET"]),
+        Route("/_sandbox/faults", _admin(faults), methods=["GET", "POST"]),
+        Route("/_sandbox/bulk", _admin(bulk), methods=["POST"]),
+        Route("/_sandbox/webhooks/deliver", _admin(deliver), methods=["POST"]),
+        Route("/_sandbox/webhooks/challenge", _admin(challenge), methods=["POST"]),
+    ]
+
+
+async def _routing_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    response = errors.error_response(errors.for_http_status(exc.status_code, exc.detail), str(uuid.uuid4()))
+    if exc.headers:
+        response.headers.update(exc.headers)
+    return response
+
+
+def create_app(backend: NylasBackend) -> Starlette:
+    api = [
+        Route("/v3/grants/{grant}", _api(backend, "GET /v3/grants/{grant}", _get_grant), methods=["GET"]),
+        Route(
+            "/v3/grants/{grant}/messages",
+            _api(backend, "GET /v3/grants/{grant}/messages", _list_messages),
+            methods=["GET"],
+        ),
+        Route(
+            "/v3/grants/{grant}/messages/{message_id:path}",
+            _api(backend, "GET /v3/grants/{grant}/messages/{message_id}", _get_message),
+            methods=["GET"],
+        ),
+        Route(
+            "/v3/grants/{grant}/folders",
+            _api(backend, "GET /v3/grants/{grant}/folders", _list_folders),
+            methods=["GET"],
+        ),
+    ]
+    return Starlette(
+        routes=[*api, *_admin_routes(backend)],
+        middleware=[Middleware(GZipMiddleware, minimum_size=200, compresslevel=5)],
+        exception_handlers={HTTPException: _routing_error},
+    )

@@ -1,0 +1,555 @@
+"""State of the Nylas stand-in: grants, folders, messages, fault knobs and counters. No HTTP here.
+
+Choices where Nylas' behaviour is undocumented (see nylas.md §11), made so a client that relies on the
+undocumented side breaks here rather than in production:
+
+- ``limit`` above 200 is rejected with 400 rather than clamped.
+- ``received_after`` is inclusive (``date >= after``), ``received_before`` exclusive (``date < before``).
+- ``page_token`` is an opaque base64url cursor that remembers the position after the last message
+  served (date, source, index) and a hash of the grant and filters; sending it with other filters, or
+  for another grant, is a 400. Mail that arrives while a client pages is not shown on later pages.
+- An unknown folder id in ``in`` is a 400 naming it, like a provider rejecting a label it does not know.
+- ``GET /v3/grants/{id}`` of an expired grant answers 200 with ``grant_status: invalid``; data calls
+  on it answer 401.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import datetime as dt
+import hashlib
+import heapq
+import hmac
+import json
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Any, Protocol
+
+from nylas_dataverse_sandbox import personas
+from nylas_dataverse_sandbox.nylas import errors, folders, ids, seed
+from nylas_dataverse_sandbox.nylas.bulk import BulkDay
+from nylas_dataverse_sandbox.personas import GrantPersona
+
+MAX_LIMIT = 200
+DEFAULT_LIMIT = 50
+_GRANT_CREATED_AT = 1_767_225_600  # 2026-01-01T00:00:00Z
+_SCOPES = {
+    "google": (
+        "https://www.googleapis.com/auth/gmail.readonly",
+        "https://www.googleapis.com/auth/userinfo.email",
+        "openid",
+    ),
+    "microsoft": ("Mail.Read", "User.Read", "offline_access"),
+    "imap": (),
+}
+# Microsoft Graph cannot combine these filter groups (nylas.md §2.1).
+_MS_GROUP_ONE = ("thread_id", "unread", "starred")
+_MS_GROUP_TWO = ("subject", "to", "cc", "bcc", "any_email")
+
+
+@dataclass
+class NylasFaults:
+    """Fault knobs. ``*_every = N`` fails every Nth ``/v3`` request counted since the knobs last changed."""
+
+    rate_limit_every: int = 0
+    retry_after_s: float = 1
+    html_502_every: int = 0
+    timeout_504_every: int = 0
+    timeout_504_over_limit: int = 0  # list requests with a larger ``limit`` time out (0: off)
+    latency_s: float = 0
+    expired_grants: set[str] = field(default_factory=set)  # grant keys, ids or email addresses
+
+    def as_dict(self) -> dict[str, Any]:
+        values = dataclasses.asdict(self)
+        values["expired_grants"] = sorted(self.expired_grants)
+        return values
+
+
+@dataclass
+class NylasStats:
+    """Request counters; ``route`` is the route template, e.g. ``GET /v3/grants/{grant}/messages``."""
+
+    by_route: Counter[str] = field(default_factory=Counter)
+    by_status: Counter[int] = field(default_factory=Counter)
+
+    def record(self, route: str, status: int) -> None:
+        self.by_route[route] += 1
+        self.by_status[status] += 1
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_status.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "total": self.total,
+            "by_route": dict(sorted(self.by_route.items())),
+            "by_status": {str(status): n for status, n in sorted(self.by_status.items())},
+        }
+
+
+@dataclass(frozen=True)
+class MessageFilters:
+    """The list filters of ``GET /messages``; scalar values, as the API keeps one of repeated params."""
+
+    received_after: int | None = None
+    received_before: int | None = None
+    in_folder: str | None = None
+    subject: str | None = None
+    any_email: tuple[str, ...] | None = None
+    from_: str | None = None
+    to: str | None = None
+    cc: str | None = None
+    bcc: str | None = None
+    unread: bool | None = None
+    starred: bool | None = None
+    has_attachment: bool | None = None
+    thread_id: str | None = None
+    metadata_pair: str | None = None
+
+    @property
+    def only_time(self) -> bool:
+        """True when only the time window filters (sources turn it into an index range)."""
+        return all(
+            getattr(self, f.name) is None
+            for f in dataclasses.fields(self)
+            if f.name not in ("received_after", "received_before")
+        )
+
+    def fingerprint(self, grant_id: str) -> str:
+        canonical = json.dumps([grant_id, dataclasses.asdict(self)], sort_keys=True, default=list)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def matches(self, message: dict[str, Any]) -> bool:
+        date = message["date"]
+        if self.received_after is not None and date < self.received_after:
+            return False
+        if self.received_before is not None and date >= self.received_before:
+            return False
+        if self.in_folder is not None and self.in_folder not in message["folders"]:
+            return False
+        if self.subject is not None and self.subject not in message.get("subject", ""):
+            return False
+        if self.thread_id is not None and message["thread_id"] != self.thread_id:
+            return False
+        for flag, value in (("unread", self.unread), ("starred", self.starred)):
+            if value is not None and message[flag] != value:
+                return False
+        if self.has_attachment is not None and bool(message["attachments"]) != self.has_attachment:
+            return False
+        for field_name, wanted in (("from", self.from_), ("to", self.to), ("cc", self.cc), ("bcc", self.bcc)):
+            if wanted is not None and wanted.lower() not in _emails(message, field_name):
+                return False
+        if self.any_email is not None:
+            everyone = set().union(*(_emails(message, name) for name in ("from", "to", "cc", "bcc")))
+            if not everyone.intersection(address.lower() for address in self.any_email):
+                return False
+        if self.metadata_pair is not None:
+            meta_key, _, meta_value = self.metadata_pair.partition(":")
+            if message.get("metadata", {}).get(meta_key) != meta_value:
+                return False
+        return True
+
+
+def _emails(message: dict[str, Any], field_name: str) -> set[str]:
+    return {participant["email"].lower() for participant in message.get(field_name, [])}
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+class _Source(Protocol):
+    @property
+    def source_no(self) -> int: ...
+
+    def __len__(self) -> int: ...
+
+    def date_at(self, index: int) -> int: ...
+
+
+@dataclass(frozen=True)
+class _SeedSource:
+    messages: tuple[dict[str, Any], ...]
+    dates: tuple[int, ...]
+    source_no: int = 0
+
+    def __len__(self) -> int:
+        return len(self.messages)
+
+    def date_at(self, index: int) -> int:
+        return self.dates[index]
+
+
+def _first_index_below(source: _Source, bound: int) -> int:
+    """The first index whose date is below ``bound`` (dates never increase with the index)."""
+    low, high = 0, len(source)
+    while low < high:
+        middle = (low + high) // 2
+        if source.date_at(middle) < bound:
+            high = middle
+        else:
+            low = middle + 1
+    return low
+
+
+def _encode_cursor(payload: dict[str, Any]) -> str:
+    raw = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(token: str, fingerprint: str) -> dict[str, Any]:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        payload = json.loads(raw)
+    except (binascii.Error, ValueError) as exc:
+        raise errors.InvalidRequestError(
+            "page_token is not a cursor this API issued: pass the previous response's next_cursor unchanged"
+        ) from exc
+    if not isinstance(payload, dict) or payload.get("v") != 1:
+        raise errors.InvalidRequestError(
+            "page_token is not a cursor this API issued: pass the previous response's next_cursor unchanged"
+        )
+    if payload.get("h") != fingerprint:
+        raise errors.InvalidRequestError(
+            "page_token belongs to a different query: repeat exactly the grant and filters of the request "
+            "that returned it (only limit, fields and select may change)"
+        )
+    return payload
+
+
+class NylasBackend:
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        start_day: dt.date = seed.DEFAULT_START_DAY,
+        days: int = seed.DEFAULT_DAYS,
+        list_includes_body: bool = True,
+    ) -> None:
+        self._init_args: dict[str, Any] = {
+            "api_key": api_key,
+            "start_day": start_day,
+            "days": days,
+            "list_includes_body": list_includes_body,
+        }
+        self.api_key = api_key
+        self.start_day = start_day
+        self.days = days
+        self.list_includes_body = list_includes_body
+        self.faults = NylasFaults()
+        self.stats = NylasStats()
+        self._fault_sequence = 0
+        self._mailboxes = seed.mailboxes(start_day, days)
+        self._seed_sources: dict[str, _SeedSource] = {}
+        self._by_id: dict[str, dict[str, seed.SeedMessage]] = {}
+        for grant in personas.GRANTS:
+            box = self._mailboxes[grant.key]
+            messages = tuple(seeded.message for seeded in box)
+            self._seed_sources[grant.key] = _SeedSource(messages, tuple(m["date"] for m in messages))
+            self._by_id[grant.key] = {seeded.message["id"]: seeded for seeded in box}
+        self._bulk: dict[str, list[BulkDay]] = {grant.key: [] for grant in personas.GRANTS}
+        self._folder_counts = {grant.key: self._count_folders(grant) for grant in personas.GRANTS}
+
+    def reset(self) -> None:
+        """Back to the freshly seeded state: bulk days, faults and counters are dropped."""
+        args = self._init_args
+        self.__dict__.clear()
+        self.__init__(**args)  # type: ignore[misc]
+
+    # Requests: faults and auth --------------------------------------------------------------------------
+
+    def set_faults(self, values: dict[str, Any]) -> NylasFaults:
+        """Change some fault knobs (others keep their value) and restart the request count."""
+        known = {f.name: f for f in dataclasses.fields(NylasFaults)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ValueError(f"unknown fault setting(s) {unknown}; known: {sorted(known)}")
+        updated = dataclasses.replace(self.faults)
+        for name, value in values.items():
+            if name == "expired_grants":
+                if not isinstance(value, list | tuple | set) or not all(isinstance(v, str) for v in value):
+                    raise ValueError("expired_grants must be a list of grant keys, ids or email addresses")
+                updated.expired_grants = set(value)
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise ValueError(f"fault setting {name} must be a number >= 0, got {value!r}")
+            if name.endswith(("_every", "_over_limit")):
+                if value != int(value):
+                    raise ValueError(f"fault setting {name} must be a whole number, got {value!r}")
+                value = int(value)
+            setattr(updated, name, value)
+        self.faults = updated
+        self._fault_sequence = 0
+        return updated
+
+    def take_fault(self) -> errors.NylasError | None:
+        """Count one ``/v3`` request and return the fault it should fail with, if any."""
+        self._fault_sequence += 1
+        n = self._fault_sequence
+        faults = self.faults
+        if faults.html_502_every and n % faults.html_502_every == 0:
+            return errors.GatewayHtmlError()
+        if faults.rate_limit_every and n % faults.rate_limit_every == 0:
+            return errors.RateLimitError(faults.retry_after_s)
+        if faults.timeout_504_every and n % faults.timeout_504_every == 0:
+            return errors.ProviderTimeoutError()
+        return None
+
+    def authenticate(self, authorization: str | None) -> None:
+        if not authorization:
+            raise errors.UnauthorizedError(
+                "Unauthorized: no API key. Send the header 'Authorization: Bearer <NYLAS_API_KEY>'."
+            )
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            token.strip().encode(), self.api_key.encode()
+        ):
+            raise errors.UnauthorizedError(
+                "Unauthorized: the API key in the Authorization header is not valid for this application."
+            )
+
+    # Grants ---------------------------------------------------------------------------------------------
+
+    def resolve_grant(self, identifier: str) -> GrantPersona:
+        """A grant by id or email address (``grant:``/``email:`` prefixes accepted)."""
+        wanted = identifier.removeprefix("grant:").removeprefix("email:").strip().lower()
+        for grant in personas.GRANTS:
+            if wanted in (grant.grant_id.lower(), grant.email.lower()):
+                return grant
+        raise errors.NotFoundError(f"grant not found: no grant has the id or email address {identifier!r}")
+
+    def grant_by_any(self, identifier: str) -> GrantPersona:
+        """A grant by persona key, id or email (for the admin routes and tests)."""
+        for grant in personas.GRANTS:
+            if identifier == grant.key:
+                return grant
+        return self.resolve_grant(identifier)
+
+    def is_expired(self, grant: GrantPersona) -> bool:
+        marks = self.faults.expired_grants
+        return grant.status != "valid" or bool({grant.key, grant.grant_id, grant.email} & marks)
+
+    def require_valid(self, grant: GrantPersona) -> None:
+        if self.is_expired(grant):
+            raise errors.GrantExpiredError(grant.grant_id)
+
+    def grant_object(self, grant: GrantPersona) -> dict[str, Any]:
+        owner = next(user for user in personas.SYSTEM_USERS if user.key == grant.owner_key)
+        return {
+            "id": grant.grant_id,
+            "provider": grant.provider,
+            "grant_status": "invalid" if self.is_expired(grant) else "valid",
+            "email": grant.email,
+            "name": owner.full_name,
+            "scope": list(grant.scope or _SCOPES[grant.provider]),
+            "created_at": _GRANT_CREATED_AT,
+            "updated_at": _GRANT_CREATED_AT + 86_400 * 30,
+            "provider_user_id": ids.base36(ids.digest("provider-user", grant.grant_id), 21),
+            "settings": {},
+            "state": "",
+            "blocked": False,
+            "user_agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64)",
+            "ip": "198.51.100.24",
+        }
+
+    # Messages ---------------------------------------------------------------------------------------------
+
+    def check_filters(self, grant: GrantPersona, filters: MessageFilters) -> MessageFilters:
+        """Reject what the API rejects; returns the filters with the folder id normalised."""
+        if filters.in_folder is not None:
+            folder = filters.in_folder
+            if ":" in folder:
+                raise errors.InvalidRequestError(
+                    f"in={folder!r}: 'in' takes one folder or label id from GET /folders (for example "
+                    "INBOX), not a search keyword"
+                )
+            known = {str(f["id"]) for f in folders.folder_objects(grant, include_hidden=True)}
+            if grant.provider == "imap" and folder.upper() == "INBOX":
+                folder = "INBOX"  # IMAP treats INBOX case-insensitively
+            if folder not in known:
+                raise errors.InvalidRequestError(
+                    f"in={folder!r}: no folder with this id in grant {grant.grant_id}; "
+                    "use an id from GET /folders"
+                )
+            filters = dataclasses.replace(filters, in_folder=folder)
+        if filters.any_email is not None and len(filters.any_email) > 25:
+            raise errors.InvalidRequestError(
+                f"any_email lists {len(filters.any_email)} addresses; at most 25 are allowed"
+            )
+        if grant.provider == "microsoft":
+            first = [name for name in _MS_GROUP_ONE if getattr(filters, name) is not None]
+            second = [name for name in _MS_GROUP_TWO if getattr(filters, name) is not None]
+            if first and second:
+                raise errors.InvalidRequestError(
+                    f"Microsoft grants cannot combine {', '.join(first)} with {', '.join(second)} "
+                    "in one query"
+                )
+        return filters
+
+    def _sources(self, grant: GrantPersona) -> list[_Source]:
+        return [self._seed_sources[grant.key], *self._bulk[grant.key]]
+
+    def _message_at(self, source: _Source, index: int, *, with_body: bool) -> dict[str, Any]:
+        if isinstance(source, _SeedSource):
+            return source.messages[index]
+        assert isinstance(source, BulkDay)
+        return source.message_at(index, with_body=with_body)
+
+    def _stream(
+        self, source: _Source, filters: MessageFilters, after: tuple[int, int, int] | None
+    ) -> Iterator[tuple[int, int, int]]:
+        """Sort keys ``(-date, source_no, index)`` of the matching messages of one source, in order."""
+        start, stop = 0, len(source)
+        if filters.received_before is not None:
+            start = _first_index_below(source, filters.received_before)
+        if filters.received_after is not None:
+            stop = _first_index_below(source, filters.received_after)
+        if after is not None:
+            last_date, last_source, last_index = after
+            if source.source_no < last_source:
+                start = max(start, _first_index_below(source, last_date))
+            elif source.source_no == last_source:
+                start = max(start, last_index + 1)
+            else:
+                start = max(start, _first_index_below(source, last_date + 1))
+        if filters.only_time:
+            for index in range(start, stop):
+                yield (-source.date_at(index), source.source_no, index)
+            return
+        for index in range(start, stop):
+            if filters.matches(self._message_at(source, index, with_body=False)):
+                yield (-source.date_at(index), source.source_no, index)
+
+    def list_messages(
+        self, grant: GrantPersona, filters: MessageFilters, *, limit: int, page_token: str | None
+    ) -> Page:
+        """One page, newest first; ``next_cursor`` is None on the last page."""
+        self.require_valid(grant)
+        filters = self.check_filters(grant, filters)
+        if self.faults.timeout_504_over_limit and limit > self.faults.timeout_504_over_limit:
+            raise errors.ProviderTimeoutError()
+        fingerprint = filters.fingerprint(grant.grant_id)
+        after: tuple[int, int, int] | None = None
+        if page_token:
+            payload = _decode_cursor(page_token, fingerprint)
+            try:
+                after = (int(payload["d"]), int(payload["s"]), int(payload["i"]))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise errors.InvalidRequestError("page_token is not a cursor this API issued") from exc
+        sources = {source.source_no: source for source in self._sources(grant)}
+        streams = [self._stream(source, filters, after) for source in sources.values()]
+        chosen = list(islice(heapq.merge(*streams), limit + 1))
+        page = chosen[:limit]
+        items = [self._message_at(sources[source_no], index, with_body=True) for _, source_no, index in page]
+        next_cursor = None
+        if len(chosen) > limit:
+            negative_date, source_no, index = page[-1]
+            next_cursor = _encode_cursor(
+                {"v": 1, "h": fingerprint, "d": -negative_date, "s": source_no, "i": index}
+            )
+        return Page(items, next_cursor)
+
+    def get_message(self, grant: GrantPersona, message_id: str) -> dict[str, Any]:
+        self.require_valid(grant)
+        return self.find_message(grant, message_id)
+
+    def find_message(self, grant: GrantPersona, message_id: str) -> dict[str, Any]:
+        """A message by id, whatever the grant's state (webhook deliveries use it)."""
+        seeded = self._by_id[grant.key].get(message_id)
+        if seeded is not None:
+            return seeded.message
+        for bulk_day in self._bulk[grant.key]:
+            index = bulk_day.index_of(message_id)
+            if index is not None:
+                return bulk_day.message_at(index)
+        raise errors.NotFoundError(f"message not found: grant {grant.grant_id} has no message {message_id!r}")
+
+    def raw_mime(self, grant: GrantPersona, message: dict[str, Any]) -> str:
+        """The message as base64url RFC 822 text (headers as stored in the mailbox, HTML part)."""
+        seeded = self._by_id[grant.key].get(message["id"])
+        if seeded is not None:
+            headers = list(seeded.mime_headers)
+        else:
+            headers = []
+            for bulk_day in self._bulk[grant.key]:
+                index = bulk_day.index_of(message["id"])
+                if index is not None:
+                    full = bulk_day.message_at(index, mime_headers=True)
+                    headers = [(h["name"], h["value"]) for h in full["headers"]]
+                    break
+        lines = [f"{name}: {value}" for name, value in headers if name != "Content-Type"]
+        lines.append('Content-Type: text/html; charset="UTF-8"')
+        lines.append("Content-Transfer-Encoding: 8bit")
+        text = "\r\n".join(lines) + "\r\n\r\n" + message.get("body", "")
+        return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+    # Folders ----------------------------------------------------------------------------------------------
+
+    def _count_folders(self, grant: GrantPersona) -> dict[str, tuple[int, int]]:
+        counts: dict[str, list[int]] = {}
+        for seeded in self._mailboxes[grant.key]:
+            for folder_id in seeded.message["folders"]:
+                total_unread = counts.setdefault(folder_id, [0, 0])
+                total_unread[0] += 1
+                total_unread[1] += int(seeded.message["unread"])
+        return {folder_id: (total, unread) for folder_id, (total, unread) in counts.items()}
+
+    def list_folders(
+        self,
+        grant: GrantPersona,
+        *,
+        limit: int,
+        page_token: str | None,
+        include_hidden: bool = False,
+        parent_id: str | None = None,
+    ) -> Page:
+        self.require_valid(grant)
+        fingerprint = hashlib.sha256(f"{grant.grant_id}|{include_hidden}|{parent_id}".encode()).hexdigest()[
+            :16
+        ]
+        offset = 0
+        if page_token:
+            payload = _decode_cursor(page_token, fingerprint)
+            offset = int(payload.get("o", 0))
+        objects = folders.folder_objects(grant, include_hidden=include_hidden)
+        if parent_id is not None:
+            objects = [folder for folder in objects if folder.get("parent_id") == parent_id]
+        counts = self._folder_counts[grant.key]
+        for folder in objects:
+            total, unread = counts.get(str(folder["id"]), (0, 0))
+            folder["total_count"], folder["unread_count"] = total, unread
+        page = objects[offset : offset + limit]
+        more = offset + limit < len(objects)
+        next_cursor = _encode_cursor({"v": 1, "h": fingerprint, "o": offset + limit}) if more else None
+        return Page(page, next_cursor)
+
+    # For the admin routes, benchmarks and tests -------------------------------------------------------------
+
+    def add_bulk_day(self, grant_key: str, day: dt.date, count: int, body_bytes: int = 4000) -> BulkDay:
+        """Register ``count`` lazily generated messages for the grant on ``day`` (see ``bulk``)."""
+        grant = self.grant_by_any(grant_key)
+        existing = self._bulk[grant.key]
+        bulk_day = BulkDay(grant, day, count, body_bytes, source_no=len(existing) + 1)
+        existing.append(bulk_day)
+        return bulk_day
+
+    def seed_messages(self, grant_key: str, day: dt.date) -> list[seed.SeedMessage]:
+        grant = self.grant_by_any(grant_key)
+        return [seeded for seeded in self._mailboxes[grant.key] if seeded.day == day]
+
+    def messages_for(self, grant_key: str, day: dt.date) -> list[dict[str, Any]]:
+        """The seeded messages of one grant and UTC day: full objects with headers, newest first."""
+        return seed.messages_for(self.start_day, self.days, self.grant_by_any(grant_key).key, day)
+
+    def message_count(self, grant_key: str, day: dt.date) -> int:
+        """Seeded plus bulk messages of the grant on ``day`` (what an unfiltered day listing returns)."""
+        grant = self.grant_by_any(grant_key)
+        bulk = sum(b.count for b in self._bulk[grant.key] if b.day == day)
+        return len(self.seed_messages(grant.key, day)) + bulk
