@@ -233,3 +233,21 @@ def test_report_counts_requests_and_stays_far_below_one_request_per_email(
     assert report["requests"]["nylas"] >= 2
     assert 0 < report["requests"]["dataverse"] < report["counts"]["created"]
     assert report["window"]["start"].startswith(DAY.isoformat())
+
+
+def test_messages_listed_without_a_body_are_fetched_by_id(
+    sandbox: Any, runner: Runner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The 2026 Nylas guide says list responses carry only a snippet; the pipeline must not depend on bodies.
+    monkeypatch.setattr(sandbox.nylas, "list_includes_body", False)
+    alice = grants(sandbox)["alice"]
+
+    staging = runner.extract(alice)
+
+    manifest = json.loads(staging.file("extract.json").read_bytes())
+    staged = [
+        json.loads(line)
+        for line in gzip.decompress(staging.file("messages.jsonl.gz").read_bytes()).splitlines()
+    ]
+    assert manifest["stats"]["bodies_fetched"] == len(staged) > 0
+    assert all(isinstance(message["body"], str) for message in staged)
