@@ -30,7 +30,7 @@ from typing import Any
 from nylas_dataverse.core.config import GrantConfig
 from nylas_dataverse.core.ledger import LedgerEntry, Outcome
 from nylas_dataverse.hooks.dataverse import DataverseHook
-from nylas_dataverse.hooks.odata import BatchOutcome, BatchRequest, ChangeSet
+from nylas_dataverse.hooks.odata import BatchOutcome, BatchRequest, BatchResponse, ChangeSet
 from nylas_dataverse.pipeline import transform
 from nylas_dataverse.pipeline.staging import FORMAT_VERSION, RunStaging, StagingError
 
@@ -45,10 +45,10 @@ CHUNK_SIZE = 250
 _DUPLICATE_KEY_CODES = frozenset({"0x80040237", "0x80060892"})
 
 
-def _is_duplicate_key(status: int, body: object) -> bool:
-    error = body.get("error") if isinstance(body, dict) else None
-    code = str(error.get("code", "")).lower() if isinstance(error, dict) else ""
-    message = str(error.get("message", "")).lower() if isinstance(error, dict) else ""
+def _is_duplicate_key(response: BatchResponse) -> bool:
+    """Dataverse's answer to a second create with the same primary key (its status is undocumented)."""
+    code = (response.error_code or "").lower()
+    message = (response.error_message or "").lower()
     return (
         code in _DUPLICATE_KEY_CODES
         or "duplicate key" in message
@@ -59,13 +59,8 @@ def _is_duplicate_key(status: int, body: object) -> bool:
 def _error_reason(outcome: BatchOutcome) -> str:
     for response in outcome.responses:
         if response.status >= 400:
-            body = response.json
-            error = body.get("error") if isinstance(body, dict) else None
-            if isinstance(error, dict):
-                return (
-                    f"dataverse_{response.status}: {error.get('code', '')} {error.get('message', '')}".strip()
-                )
-            return f"dataverse_{response.status}"
+            detail = f"{response.error_code or ''} {response.error_message or ''}".strip()
+            return f"dataverse_{response.status}: {detail}" if detail else f"dataverse_{response.status}"
     return "dataverse_batch_not_applied: an earlier failure stopped the batch"
 
 
@@ -149,8 +144,8 @@ class _ChunkLoader:
     def _classify(record: dict[str, Any], outcome: BatchOutcome) -> LedgerEntry:
         if outcome.ok:
             return _entry(record, Outcome.CREATED, None)
-        create_failed = [r for r in outcome.responses if r.status >= 400]
-        if create_failed and _is_duplicate_key(create_failed[0].status, create_failed[0].json):
+        failed = [response for response in outcome.responses if response.status >= 400]
+        if failed and _is_duplicate_key(failed[0]):
             return _entry(record, Outcome.ALREADY_PRESENT, "activityid_exists")
         return _entry(record, Outcome.FAILED, _error_reason(outcome))
 
