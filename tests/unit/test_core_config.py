@@ -336,6 +336,13 @@ def test_an_impossible_yaml_date_is_a_grant_error_not_a_crash() -> None:
         pytest.param({"key": "a" * 65}, "grants[0]", "key", "must be a slug", id="key-too-long"),
         pytest.param({"key": "al ice"}, "grants[0]", "key", "must be a slug", id="key-space"),
         pytest.param(
+            {"key": "realtime"},
+            "realtime",
+            "key",
+            "reserved for the project's real-time DAG",
+            id="key-reserved",
+        ),
+        pytest.param(
             {"key": 7},
             "grants[0]",
             "key",

@@ -64,6 +64,8 @@ REGARDING_ENTITIES = ("contact", "account", "lead")
 DAG_ID_PREFIX = "nylas_to_dataverse__"
 
 _SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+# Keys whose DAG id another DAG of the project already uses (nylas_to_dataverse__realtime).
+RESERVED_KEYS = frozenset({"realtime"})
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
 _DOMAIN = re.compile(r"[^@\s]+\.[^@\s]+")
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
@@ -449,6 +451,10 @@ def _grant(entry: object, defaults: _Overrides) -> GrantConfig:
             "key",
             "must be a slug: 1 to 64 lowercase letters, digits, '_' or '-', starting with a letter or digit"
             f" (got {_describe(entry['key'])})",
+        )
+    if entry["key"] in RESERVED_KEYS:
+        raise _InvalidValueError(
+            "key", f"{entry['key']!r} is reserved for the project's real-time DAG; choose another key"
         )
     own = _validate(entry, _GRANT_OWN_KEYS, "")
     overrides = _section_overrides(entry, _GRANT_KEYS, "")

@@ -16,7 +16,7 @@ from nylas_dataverse.core.config import GrantConfig
 from nylas_dataverse.core.policy import FolderRoles
 from nylas_dataverse.core.window import Window
 from nylas_dataverse.hooks.nylas import NylasHook
-from nylas_dataverse.pipeline.staging import FORMAT_VERSION, RunStaging
+from nylas_dataverse.pipeline.staging import FORMAT_VERSION, JsonlWriter, RunStaging
 
 log = logging.getLogger(__name__)
 
@@ -30,21 +30,59 @@ class ExtractResult:
     message_count: int
 
 
+@dataclass(frozen=True)
+class GrantContext:
+    """What transform needs to know about the mailbox besides its messages."""
+
+    email: str | None
+    provider: str
+    folder_roles: dict[str, str]
+
+
+def grant_context(grant: GrantConfig, nylas: NylasHook) -> GrantContext:
+    """Read the grant (a 401 here means it expired: fail before paging) and its folder roles."""
+    data = nylas.get_grant(grant.grant_id)
+    roles = dict(FolderRoles.from_nylas_folders(nylas.list_folders(grant.grant_id)).roles)
+    return GrantContext(grant.email or data.get("email"), str(data.get("provider", "?")), roles)
+
+
+def write_manifest(
+    staging: RunStaging,
+    grant: GrantConfig,
+    context: GrantContext,
+    window: Window,
+    writer: JsonlWriter,
+    *,
+    stats: dict[str, object],
+    nylas_requests: int,
+    duration_s: float,
+) -> None:
+    """The extract manifest; the real-time path writes the same one so transform reads both alike."""
+    staging.write_json(
+        MANIFEST,
+        {
+            "format_version": FORMAT_VERSION,
+            "dag_id": staging.dag_id,
+            "grant_key": grant.key,
+            "grant_id": grant.grant_id,
+            "grant_email": context.email,
+            "window": {"start": window.start.isoformat(), "end": window.end.isoformat()},
+            "folder_roles": context.folder_roles,
+            "files": {MESSAGES_FILE: {"count": writer.count, "sha256": writer.sha256}},
+            "stats": stats,
+            "requests": {"nylas": nylas_requests},
+            "duration_s": round(duration_s, 3),
+        },
+    )
+
+
 def extract_window(
     grant: GrantConfig, window: Window, staging: RunStaging, nylas: NylasHook
 ) -> ExtractResult:
     started = time.monotonic()
     staging.clear()
-    grant_data = nylas.get_grant(grant.grant_id)
-    grant_email = grant.email or grant_data.get("email")
-    roles = dict(FolderRoles.from_nylas_folders(nylas.list_folders(grant.grant_id)).roles)
-    log.info(
-        "Extracting grant %s (%s) for %s .. %s",
-        grant.key,
-        grant_data.get("provider", "?"),
-        window.start,
-        window.end,
-    )
+    context = grant_context(grant, nylas)
+    log.info("Extracting grant %s (%s) for %s .. %s", grant.key, context.provider, window.start, window.end)
 
     seen: set[str] = set()
     out_of_window = duplicates = bodies_fetched = pages = 0
@@ -76,25 +114,21 @@ def extract_window(
                 writer.write(message)
             log.info("Page %d: %d messages staged so far", pages, writer.count)
 
-    manifest = {
-        "format_version": FORMAT_VERSION,
-        "dag_id": staging.dag_id,
-        "grant_key": grant.key,
-        "grant_id": grant.grant_id,
-        "grant_email": grant_email,
-        "window": {"start": window.start.isoformat(), "end": window.end.isoformat()},
-        "folder_roles": roles,
-        "files": {MESSAGES_FILE: {"count": writer.count, "sha256": writer.sha256}},
-        "stats": {
+    write_manifest(
+        staging,
+        grant,
+        context,
+        window,
+        writer,
+        stats={
             "pages": pages,
             "out_of_window": out_of_window,
             "duplicate_ids": duplicates,
             "bodies_fetched": bodies_fetched,
         },
-        "requests": {"nylas": nylas.request_count},
-        "duration_s": round(time.monotonic() - started, 3),
-    }
-    staging.write_json(MANIFEST, manifest)
+        nylas_requests=nylas.request_count,
+        duration_s=time.monotonic() - started,
+    )
     log.info(
         "Extracted %d messages in %d pages "
         "(%d outside the window, %d bodies fetched by id, %d Nylas requests)",

@@ -1,0 +1,273 @@
+"""The Nylas webhook endpoint: a FastAPI app, mounted on the Airflow API server or run with uvicorn.
+
+Routes (relative to where the app is mounted; the plugin and the standalone server both use
+``/nylas``, so the endpoint is ``<base URL>/nylas/webhook``):
+
+- ``GET /webhook?challenge=<value>``: Nylas' activation handshake; answers 200 with exactly the value
+  as ``text/plain``.
+- ``POST /webhook``: one notification. In this order: the body is read raw (at most ``MAX_BODY_BYTES``);
+  the secret is resolved (503 when none is configured: Nylas retries 503, and nothing unsigned is ever
+  accepted); ``X-Nylas-Signature`` is checked in constant time against the raw bytes, compressed ones
+  included (401, nothing parsed or stored, when missing or wrong); a ``Content-Encoding: gzip`` body is
+  decompressed; the envelope is parsed and classified; ``message.created`` (any suffix) is deduplicated
+  and stored in the inbox, ``grant.expired`` is logged as an alert, anything else is acknowledged and
+  ignored. Every accepted or ignored notification gets 200; the work is a few small writes, well within
+  Nylas' 10 s limit. A storage failure answers 503 so that Nylas retries.
+
+The secret is the password of the Airflow connection ``nylas_webhook`` or else the Airflow variable
+``nylas_webhook_secret``. It is looked up on the first request, not at import, and kept for
+``SECRET_CACHE_S`` seconds so that a rotated secret takes effect quickly. It is never logged; neither
+are message contents.
+
+Standalone: ``python -m nylas_dataverse.realtime.receiver --host 127.0.0.1 --port 8090``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import threading
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from nylas_dataverse.pipeline.staging import staging_root
+from nylas_dataverse.realtime.inbox import Inbox, StoreResult
+from nylas_dataverse.realtime.notifications import (
+    InvalidNotification,
+    Notification,
+    NotificationKind,
+    parse_notification,
+)
+from nylas_dataverse.realtime.signature import SIGNATURE_HEADER, verify_signature
+
+log = logging.getLogger("nylas_dataverse.realtime.receiver")  # stable under python -m too
+
+URL_PREFIX = "/nylas"
+WEBHOOK_PATH = "/webhook"
+WEBHOOK_CONN_ID = "nylas_webhook"
+WEBHOOK_VARIABLE = "nylas_webhook_secret"
+SECRET_CACHE_S = 30.0
+# Nylas truncates payloads over 1 MB; anything much larger is not a Nylas notification.
+MAX_BODY_BYTES = 4 * 1024 * 1024
+MAX_DECOMPRESSED_BYTES = 16 * 1024 * 1024
+MISSING_SECRET = (
+    "webhook secret not configured: set the password of the Airflow connection "
+    f"'{WEBHOOK_CONN_ID}' (or the Airflow variable '{WEBHOOK_VARIABLE}') to the webhook_secret Nylas "
+    "returned when the webhook was created"
+)
+
+
+def _secret_from_airflow() -> str | None:
+    """The configured secret, or None. Lookup errors are logged by type only."""
+    from airflow.sdk import BaseHook, Variable
+
+    try:
+        password = BaseHook.get_connection(WEBHOOK_CONN_ID).password
+        if password:
+            return str(password)
+    except Exception as exc:  # a missing connection is normal; the variable is the alternative
+        log.debug("No usable connection %r (%s)", WEBHOOK_CONN_ID, type(exc).__name__)
+    try:
+        value = Variable.get(WEBHOOK_VARIABLE, default=None)
+    except Exception as exc:
+        log.warning("Could not read Airflow variable %r (%s)", WEBHOOK_VARIABLE, type(exc).__name__)
+        return None
+    return str(value) if value else None
+
+
+class WebhookSecret:
+    """Resolves the secret lazily and caches it (and its absence) for ``ttl_s`` seconds."""
+
+    def __init__(
+        self,
+        lookup: Callable[[], str | None] = _secret_from_airflow,
+        *,
+        ttl_s: float = SECRET_CACHE_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._lookup = lookup
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._value: str | None = None
+        self._expires = float("-inf")
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return "WebhookSecret(<hidden>)"
+
+    def get(self) -> str | None:
+        with self._lock:
+            if self._clock() >= self._expires:
+                self._value = self._lookup()
+                self._expires = self._clock() + self._ttl_s
+            return self._value
+
+
+class _TooLargeError(Exception):
+    pass
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _TooLargeError
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _gunzip(body: bytes, limit: int) -> bytes:
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    data = inflater.decompress(body, limit + 1)
+    if len(data) > limit or inflater.unconsumed_tail:
+        raise _TooLargeError
+    return data
+
+
+def _answer(status: int, outcome: str, detail: str | None = None) -> JSONResponse:
+    content = {"status": outcome} if detail is None else {"status": outcome, "detail": detail}
+    return JSONResponse(content, status_code=status)
+
+
+def _handle(inbox: Inbox, notification: Notification) -> JSONResponse:
+    if notification.kind is NotificationKind.IGNORED:
+        log.info("Notification %s of type %s acknowledged and ignored", notification.id, notification.type)
+        return _answer(200, "ignored")
+    if notification.kind is NotificationKind.GRANT_EXPIRED:
+        first = inbox.first_sighting(notification)
+        if first:
+            email = notification.object.get("email")
+            log.error(
+                "ALERT: Nylas grant %s%s has expired; no mail is synced for it until its owner "
+                "re-authenticates the grant in Nylas (then rerun its daily DAG for the missed days).",
+                notification.grant_id or "<unknown>",
+                f" ({email})" if isinstance(email, str) and email else "",
+            )
+        return _answer(200, "alerted" if first else "duplicate_notification")
+    result = inbox.store(notification)
+    if result is StoreResult.ACCEPTED:
+        log.info(
+            "Accepted %s %s for grant %s, message %s",
+            notification.type,
+            notification.id,
+            notification.grant_id,
+            notification.object_id,
+        )
+    else:
+        log.info("Duplicate %s dropped (%s)", notification.id, result.value)
+    return _answer(200, result.value)
+
+
+def create_app(
+    inbox: Inbox | None = None,
+    *,
+    project_root: Path | None = None,
+    secret: WebhookSecret | None = None,
+) -> FastAPI:
+    """The receiver app with routes at ``/webhook``; mount it under ``URL_PREFIX``.
+
+    ``inbox`` defaults to the staging root's inbox (``NYLAS_DATAVERSE_STAGING``, else
+    ``<project_root>/.staging``; ``project_root`` defaults to the current directory).
+    """
+    the_inbox = inbox or Inbox(staging_root(project_root or Path.cwd()))
+    the_secret = secret or WebhookSecret()
+    app = FastAPI(
+        title="Nylas webhook receiver",
+        description="Receives Nylas v3 notifications for nylas-dataverse; see docs/realtime.md.",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+
+    @app.get(WEBHOOK_PATH)
+    async def challenge(request: Request) -> Response:
+        value = request.query_params.get("challenge")
+        if value is None:
+            return PlainTextResponse("missing 'challenge' query parameter", status_code=400)
+        # The value is echoed verbatim; nosniff keeps a browser from treating it as anything but text.
+        return PlainTextResponse(value, headers={"X-Content-Type-Options": "nosniff"})
+
+    @app.post(WEBHOOK_PATH)
+    async def receive(request: Request) -> Response:
+        try:
+            raw = await _read_body(request, MAX_BODY_BYTES)
+        except _TooLargeError:
+            return _answer(413, "rejected", f"body larger than {MAX_BODY_BYTES} bytes")
+        key = await run_in_threadpool(the_secret.get)
+        if not key:
+            log.error("Webhook POST refused with 503: %s", MISSING_SECRET)
+            return _answer(503, "unavailable", MISSING_SECRET)
+        if not verify_signature(key, raw, request.headers.get(SIGNATURE_HEADER)):
+            reason = "missing" if not request.headers.get(SIGNATURE_HEADER) else "invalid"
+            client = request.client.host if request.client else "?"
+            log.warning("Webhook POST from %s rejected: %s %s header", client, reason, SIGNATURE_HEADER)
+            return _answer(401, "rejected", f"{reason} {SIGNATURE_HEADER}")
+        body = raw
+        if "gzip" in request.headers.get("content-encoding", "").lower():
+            try:
+                body = _gunzip(raw, MAX_DECOMPRESSED_BYTES)
+            except _TooLargeError:
+                return _answer(413, "rejected", "decompressed body too large")
+            except zlib.error:
+                return _answer(400, "rejected", "Content-Encoding is gzip but the body is not gzip data")
+        try:
+            notification = parse_notification(body)
+        except InvalidNotification as exc:
+            log.warning("Signed webhook POST rejected: %s", exc)
+            return _answer(400, "rejected", str(exc))
+        try:
+            return await run_in_threadpool(_handle, the_inbox, notification)
+        except Exception as exc:  # storage trouble: 503 makes Nylas deliver the notification again
+            log.error(
+                "Could not store notification %s in %s (%s: %s); answered 503 so Nylas retries",
+                notification.id,
+                the_inbox.root,
+                type(exc).__name__,
+                exc,
+            )
+            return _answer(503, "unavailable", "the notification could not be stored; retry later")
+
+    return app
+
+
+def create_standalone_app(
+    project_root: Path | None = None, *, inbox: Inbox | None = None, secret: WebhookSecret | None = None
+) -> FastAPI:
+    """The receiver under ``/nylas``, like on the API server, for running with uvicorn."""
+    root = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    root.mount(URL_PREFIX, create_app(inbox, project_root=project_root, secret=secret))
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m nylas_dataverse.realtime.receiver",
+        description=f"Serve the Nylas webhook receiver at {URL_PREFIX}{WEBHOOK_PATH}.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8090, help="port (default 8090)")
+    parser.add_argument(
+        "--project-root",
+        type=Path,
+        default=Path.cwd(),
+        help="project folder; the inbox is <root>/.staging/_realtime unless NYLAS_DATAVERSE_STAGING is set",
+    )
+    args = parser.parse_args(argv)
+    import uvicorn
+
+    logging.basicConfig(level=os.environ.get("NYLAS_DATAVERSE_LOG_LEVEL", "INFO"))
+    uvicorn.run(create_standalone_app(args.project_root), host=args.host, port=args.port, proxy_headers=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,221 @@
+"""The webhook endpoint: challenge, signature first, dedupe, durable storage, alerts, bursts."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from nylas_dataverse.realtime.inbox import Inbox
+from nylas_dataverse.realtime.signature import compute_signature
+from nylas_dataverse_sandbox.nylas.webhooks import WebhookSender
+
+from .conftest import SECRET, WEBHOOK_URL_PATH, body_of, envelope, stored_ids
+
+
+def post(
+    client: TestClient, body: bytes, *, signature: str | None = "sign", gzip_encoded: bool = False
+) -> Any:
+    headers = {"Content-Type": "application/json"}
+    if signature == "sign":
+        signature = compute_signature(SECRET, body)
+    if signature is not None:
+        headers["X-Nylas-Signature"] = signature
+    if gzip_encoded:
+        headers["Content-Encoding"] = "gzip"
+    return client.post(WEBHOOK_URL_PATH, content=body, headers=headers)
+
+
+def test_the_challenge_is_echoed_exactly_as_plain_text(client: TestClient) -> None:
+    value = "bc609b38-c81f-47fb-a275-1d9bd61a968b"
+    response = client.get(WEBHOOK_URL_PATH, params={"challenge": value})
+    assert response.status_code == 200
+    assert response.content == value.encode()
+    assert response.headers["content-type"].startswith("text/plain")
+    assert client.get(WEBHOOK_URL_PATH).status_code == 400
+
+
+def test_the_sandbox_sender_completes_the_activation_handshake(
+    served_url: str, sender: WebhookSender
+) -> None:
+    assert sender.challenge(served_url)
+
+
+def test_a_signed_notification_is_stored(client: TestClient, inbox: Inbox) -> None:
+    response = post(client, body_of(envelope("n-1")))
+    assert response.status_code == 200
+    assert response.json()["status"] == "accepted"
+    assert stored_ids(inbox) == ["n-1"]
+
+
+@pytest.mark.parametrize("signature", [None, "", "0" * 64, "not hex at all"])
+def test_a_missing_or_wrong_signature_gets_401_and_nothing_is_stored(
+    client: TestClient, inbox: Inbox, signature: str | None
+) -> None:
+    response = post(client, body_of(envelope("n-1")), signature=signature)
+    assert response.status_code == 401
+    assert inbox.pending_count() == 0
+    assert not inbox.root.exists()  # not even a marker
+
+
+def test_a_body_changed_by_one_byte_after_signing_gets_401(client: TestClient, inbox: Inbox) -> None:
+    body = body_of(envelope("n-1", message_id="msg-1"))
+    tampered = body.replace(b"msg-1", b"msg-2")
+    response = post(client, tampered, signature=compute_signature(SECRET, body))
+    assert response.status_code == 401
+    assert inbox.pending_count() == 0
+
+
+def test_the_signature_is_checked_before_the_body_is_parsed(client: TestClient) -> None:
+    # Garbage with a bad signature is a 401, not a 400: nothing is parsed before verification.
+    assert post(client, b"{not json", signature="0" * 64).status_code == 401
+    assert post(client, b"{not json").status_code == 400
+
+
+def test_gzip_delivery_is_verified_over_the_compressed_bytes(client: TestClient, inbox: Inbox) -> None:
+    raw = body_of(envelope("n-gz"))
+    compressed = gzip.compress(raw)
+
+    signed_over_json = post(client, compressed, signature=compute_signature(SECRET, raw), gzip_encoded=True)
+    assert signed_over_json.status_code == 401
+
+    accepted = post(client, compressed, gzip_encoded=True)
+    assert accepted.status_code == 200
+    assert stored_ids(inbox) == ["n-gz"]
+
+
+def test_without_a_configured_secret_posts_get_503_and_nothing_is_stored(
+    receiver_app: Any, inbox: Inbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AIRFLOW_VAR_NYLAS_WEBHOOK_SECRET", raising=False)
+    monkeypatch.delenv("AIRFLOW_CONN_NYLAS_WEBHOOK", raising=False)
+    client = TestClient(receiver_app)
+    body = body_of(envelope("n-1"))
+
+    response = client.post(
+        WEBHOOK_URL_PATH, content=body, headers={"X-Nylas-Signature": compute_signature("anything", body)}
+    )
+
+    assert response.status_code == 503
+    assert "nylas_webhook" in response.json()["detail"]
+    assert inbox.pending_count() == 0
+
+
+def test_the_secret_can_come_from_the_nylas_webhook_connection(
+    receiver_app: Any, inbox: Inbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AIRFLOW_VAR_NYLAS_WEBHOOK_SECRET", raising=False)
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_NYLAS_WEBHOOK", json.dumps({"conn_type": "generic", "password": "from-connection"})
+    )
+    client = TestClient(receiver_app)
+    body = body_of(envelope("n-conn"))
+
+    response = client.post(
+        WEBHOOK_URL_PATH,
+        content=body,
+        headers={"X-Nylas-Signature": compute_signature("from-connection", body)},
+    )
+
+    assert response.status_code == 200
+    assert stored_ids(inbox) == ["n-conn"]
+
+
+def test_a_redelivered_notification_is_stored_once(client: TestClient, inbox: Inbox) -> None:
+    first = post(client, body_of(envelope("n-1")))
+    retry = envelope("n-1")
+    retry["webhook_delivery_attempt"] = 2
+    second = post(client, body_of(retry))
+
+    assert (first.json()["status"], second.json()["status"]) == ("accepted", "duplicate_notification")
+    assert stored_ids(inbox) == ["n-1"]
+
+
+def test_a_second_notification_for_the_same_message_is_stored_once(client: TestClient, inbox: Inbox) -> None:
+    post(client, body_of(envelope("n-1", grant_id="g", message_id="m")))
+    upsert = post(
+        client, body_of(envelope("n-2", grant_id="g", message_id="m", type="message.created.truncated"))
+    )
+    other_grant = post(client, body_of(envelope("n-3", grant_id="other", message_id="m")))
+
+    assert upsert.status_code == 200
+    assert upsert.json()["status"] == "duplicate_message"
+    assert other_grant.json()["status"] == "accepted"
+    assert sorted(stored_ids(inbox)) == ["n-1", "n-3"]
+
+
+def test_unknown_types_are_acknowledged_and_ignored(client: TestClient, inbox: Inbox) -> None:
+    for notification_type in ("message.updated", "grant.created", "folder.created", "something.new"):
+        response = post(client, body_of(envelope(f"n-{notification_type}", type=notification_type)))
+        assert response.status_code == 200
+        assert response.json()["status"] == "ignored"
+    assert inbox.pending_count() == 0
+
+
+def test_grant_expired_is_an_alert_naming_the_grant_once(
+    client: TestClient, inbox: Inbox, sender: WebhookSender, caplog: pytest.LogCaptureFixture
+) -> None:
+    notification = sender.grant_expired_notification("dave")
+    grant_id = notification["data"]["object"]["grant_id"]
+    caplog.set_level(logging.INFO, logger="nylas_dataverse")
+
+    first = post(client, body_of(notification))
+    again = post(client, body_of(notification))
+
+    assert (first.status_code, again.status_code) == (200, 200)
+    alerts = [r for r in caplog.records if r.levelno >= logging.WARNING and grant_id in r.getMessage()]
+    assert len(alerts) == 1
+    assert alerts[0].levelno == logging.ERROR
+    assert "re-authenticate" in alerts[0].getMessage()
+    assert inbox.pending_count() == 0
+    assert SECRET not in caplog.text
+
+
+def test_logs_carry_neither_the_secret_nor_message_content(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    notification = envelope("n-1")
+    notification["data"]["object"].update(subject="Quarterly numbers", body="<p>very private</p>")
+    post(client, body_of(notification))
+    post(client, body_of(notification), signature="0" * 64)
+    post(client, body_of(envelope("n-2", type="message.updated")))
+
+    assert caplog.records
+    assert SECRET not in caplog.text
+    assert "very private" not in caplog.text
+    assert "Quarterly numbers" not in caplog.text
+
+
+def test_a_burst_of_500_is_accepted_and_stored_exactly_once(
+    served_url: str, sender: WebhookSender, inbox: Inbox
+) -> None:
+    notifications = [
+        envelope(f"burst-{n}", grant_id=f"grant-{n % 7}", message_id=f"message-{n}") for n in range(500)
+    ]
+    # Nylas' retries (same id) and provider upserts (new id, same message) mixed into the burst.
+    redeliveries = notifications[::10]
+    upserts = [
+        envelope(f"upsert-{n}", grant_id=f"grant-{n % 7}", message_id=f"message-{n}")
+        for n in range(0, 500, 25)
+    ]
+
+    def deliver(item: tuple[int, dict[str, Any]]) -> int:
+        index, notification = item
+        return sender.deliver(served_url, notification, gzip=index % 3 == 0).status
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = list(pool.map(deliver, enumerate(notifications + redeliveries + upserts)))
+
+    assert statuses == [200] * len(statuses)
+    batch = inbox.claim_batch()
+    assert batch is not None
+    stored = [record["notification"] for record in batch.records()]
+    messages = [(n["data"]["object"]["grant_id"], n["data"]["object"]["id"]) for n in stored]
+    assert len(stored) == len(set(messages)) == 500
+    assert set(messages) == {(f"grant-{n % 7}", f"message-{n}") for n in range(500)}
