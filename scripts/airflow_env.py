@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import importlib.metadata
 import json
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -13,20 +16,46 @@ AIRFLOW_HOME = PROJECT_ROOT / ".airflow"
 BIN = Path(sys.executable).parent
 
 
-def airflow_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
+def airflow_environment(
+    extra: dict[str, str] | None = None, airflow_home: Path = AIRFLOW_HOME
+) -> dict[str, str]:
     env = os.environ.copy()
     env.update(
         {
-            "AIRFLOW_HOME": str(AIRFLOW_HOME),
+            "AIRFLOW_HOME": str(airflow_home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{AIRFLOW_HOME / 'airflow.db'}",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
             "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
         }
     )
+    env.update(local_secrets(airflow_home))
     env.update(extra or {})
     return env
+
+
+def local_secrets(airflow_home: Path = AIRFLOW_HOME) -> dict[str, str]:
+    """The keys every component of one local Airflow must share, generated once per AIRFLOW_HOME.
+
+    Left unset, each process invents its own: tokens signed by the API server would not verify in the
+    scheduler, and a short random JWT key trips the 64-byte minimum warning for HMAC-SHA512.
+    """
+    path = airflow_home / "local_secrets.json"
+    if not path.exists():
+        airflow_home.mkdir(parents=True, exist_ok=True)
+        values = {
+            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(96),
+            "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(48),
+            "AIRFLOW__CORE__FERNET_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+        }
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as out:
+            json.dump(values, out, indent=2)
+    values = json.loads(path.read_text())
+    if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
+        sys.exit(f"{path} is not a JSON object of strings; delete it to generate new keys")
+    return values
 
 
 def _airflow(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -35,10 +64,10 @@ def _airflow(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str
 
 def ensure_database(env: dict[str, str]) -> None:
     """Migrate the metadata DB and create the pools once; both are slow CLI calls, so stamp them."""
-    AIRFLOW_HOME.mkdir(exist_ok=True)
-    import airflow
-
-    stamp = AIRFLOW_HOME / f".ready-{airflow.__version__}"
+    airflow_home = Path(env["AIRFLOW_HOME"])
+    airflow_home.mkdir(parents=True, exist_ok=True)
+    # The distribution's metadata, not `import airflow`: importing it here would create ~/airflow/.
+    stamp = airflow_home / f".ready-{importlib.metadata.version('apache-airflow')}"
     if stamp.exists():
         return
     print("Preparing the local Airflow metadata database (first run only, about 30 s)...", flush=True)
@@ -46,7 +75,7 @@ def ensure_database(env: dict[str, str]) -> None:
     if result.returncode:
         sys.exit(f"airflow db migrate failed:\n{result.stderr[-4000:]}")
     pools = pools_from_settings()
-    pools_file = AIRFLOW_HOME / "pools.json"
+    pools_file = airflow_home / "pools.json"
     pools_file.write_text(json.dumps(pools))
     result = _airflow("pools", "import", str(pools_file), env=env)
     if result.returncode:

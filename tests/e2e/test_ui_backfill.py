@@ -1,0 +1,400 @@
+"""The local Airflow of `make airflow`, driven by a real headless Chromium, as a user would.
+
+Starts ``scripts/local_airflow.py`` on free ports with its own AIRFLOW_HOME, sandbox state and staging
+(nothing in .airflow/ or .sandbox/ is touched), logs in, finds one DAG per sandbox grant, opens the Nylas
+connection form, and backfills two days from the trigger dialog; the backfill's runs must succeed
+against the sandbox. Screenshots and page sources of a failing step go to the temp dir printed.
+
+Run with ``make test-e2e`` (installs Debian's chromium and chromium-driver when missing). Skipped by a
+plain ``pytest`` run unless ``-m e2e`` is given: it takes about a minute and a half.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support import expected_conditions as ec
+from selenium.webdriver.support.ui import WebDriverWait
+
+from nylas_dataverse.provider_info import PROVIDER_INFO
+from nylas_dataverse_sandbox import personas
+
+pytestmark = pytest.mark.e2e
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+READY_LINE = "Airflow is ready"
+STARTUP_TIMEOUT_S = 300
+BACKFILL_TIMEOUT_S = 300
+# Nov 3 and Nov 4 hold sandbox mail (the sandbox's mailboxes span Nov 2-8, 2026).
+BACKFILL_FROM = ("2026/11/03", "2026-11-03")
+BACKFILL_TO = ("2026/11/04", "2026-11-04")
+BACKFILL_DAG = "nylas_to_dataverse__alice"
+SQLITE_LOCKED = "Database is locked"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _only_when_selected(request: pytest.FixtureRequest) -> None:
+    if "e2e" not in (request.config.option.markexpr or ""):
+        pytest.skip("browser test: run it with `make test-e2e` (pytest -m e2e tests/e2e)")
+
+
+@dataclass
+class Timings:
+    started: float = field(default_factory=time.monotonic)
+    steps: dict[str, float] = field(default_factory=dict)
+
+    def mark(self, step: str, since: float) -> None:
+        self.steps[step] = round(time.monotonic() - since, 1)
+
+
+TIMINGS = Timings()
+
+
+@dataclass
+class LocalAirflow:
+    base_url: str
+    password: str
+    home: Path
+    staging: Path
+    output: Path
+    artifacts: Path
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait(what: str, condition: Callable[[], Any], timeout: float, interval: float = 1.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="module")
+def local_airflow(request: pytest.FixtureRequest) -> Iterator[LocalAirflow]:
+    workdir = Path(tempfile.mkdtemp(prefix="nylas-dataverse-e2e-"))
+    failures_before = request.session.testsfailed
+    home, staging, output = workdir / "airflow", workdir / "staging", workdir / "local_airflow.out"
+    port = _free_port()
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("AIRFLOW_", "AIRFLOW__", "NYLAS_DATAVERSE_"))
+    }
+    command = [
+        sys.executable,
+        str(PROJECT_ROOT / "scripts" / "local_airflow.py"),
+        *("--port", str(port), "--airflow-home", str(home), "--sandbox-state", str(workdir / "sandbox")),
+        *("--staging", str(staging), "--free-sandbox-ports"),
+    ]
+    started = time.monotonic()
+    with output.open("wb") as out:
+        process = subprocess.Popen(
+            command, cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def ready() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"local_airflow.py exited with {process.returncode}:\n{output.read_text()}")
+        return READY_LINE in output.read_text()
+
+    try:
+        _wait("local_airflow.py to report ready", ready, STARTUP_TIMEOUT_S)
+        TIMINGS.mark("make airflow ready", started)
+        password = json.loads((home / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
+        yield LocalAirflow(f"http://127.0.0.1:{port}", password, home, staging, output, workdir / "artifacts")
+    finally:
+        stopping = time.monotonic()
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)  # what Ctrl-C sends; the script stops what it started
+            try:
+                process.wait(timeout=90)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        TIMINGS.mark("stop after Ctrl-C", stopping)
+        stopped_cleanly = process.returncode == 0 and "Stopped Airflow and the sandbox." in output.read_text()
+        keep = not stopped_cleanly or request.session.testsfailed > failures_before
+        capture = request.config.pluginmanager.get_plugin("capturemanager")
+        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+            print(f"\ne2e timings (s): {TIMINGS.steps}, total {time.monotonic() - TIMINGS.started:.0f}")
+            if keep:
+                print(f"local_airflow.py output, Airflow logs and screenshots kept in {workdir}")
+    transcript = output.read_text()
+    if not keep:
+        shutil.rmtree(workdir, ignore_errors=True)
+    assert process.returncode == 0, transcript[-3000:]
+    assert "Stopped Airflow and the sandbox." in transcript
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        assert sock.connect_ex(("127.0.0.1", port)) != 0, "the API server still listens after Ctrl-C"
+
+
+class RestApi:
+    """The REST API as a second pair of eyes: what the browser did must show up here."""
+
+    def __init__(self, airflow: LocalAirflow) -> None:
+        self.base = f"{airflow.base_url}/api/v2"
+        token = requests.post(
+            f"{airflow.base_url}/auth/token",
+            json={"username": "admin", "password": airflow.password},
+            timeout=30,
+        )
+        token.raise_for_status()
+        self.headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+
+    def get(self, path: str, **params: Any) -> Any:
+        response = requests.get(f"{self.base}{path}", headers=self.headers, params=params, timeout=30)
+        response.raise_for_status()
+        return response.json()
+
+
+def _chromium() -> tuple[str, str]:
+    browser = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = os.environ.get("CHROMEDRIVER") or shutil.which("chromedriver")
+    if not browser or not driver:
+        pytest.fail(
+            "chromium and chromedriver are needed: run `make test-e2e`, which installs Debian's "
+            "chromium and chromium-driver, or set CHROMIUM and CHROMEDRIVER to their paths"
+        )
+    return browser, driver
+
+
+@pytest.fixture(scope="module")
+def browser(local_airflow: LocalAirflow) -> Iterator[WebDriver]:
+    binary, driver_path = _chromium()
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):
+        options.add_argument(argument)
+    # An explicit driver path keeps Selenium Manager from trying to download one.
+    driver = webdriver.Chrome(options=options, service=Service(driver_path))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@contextlib.contextmanager
+def evidence_on_failure(driver: WebDriver, airflow: LocalAirflow, step: str) -> Iterator[None]:
+    try:
+        yield
+    except BaseException:
+        airflow.artifacts.mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(airflow.artifacts / f"{step}.png"))
+        (airflow.artifacts / f"{step}.html").write_text(driver.page_source)
+        print(f"\n{step} failed at {driver.current_url}; screenshot and page source in {airflow.artifacts}")
+        raise
+
+
+def _visible_dialog(driver: WebDriver) -> WebElement:
+    return WebDriverWait(driver, 20).until(
+        ec.visibility_of_element_located((By.CSS_SELECTOR, "[data-scope=dialog][data-part=content]"))
+    )
+
+
+def _type_into(driver: WebDriver, locator: tuple[str, str], text: str) -> None:
+    """Type into a field the React app may still be re-rendering; check that the text landed."""
+    for _ in range(5):
+        try:
+            box = WebDriverWait(driver, 30).until(ec.element_to_be_clickable(locator))
+            box.clear()
+            box.send_keys(text)
+            if box.get_attribute("value") == text:
+                return
+        except StaleElementReferenceException:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"could not type into {locator}")
+
+
+@pytest.fixture(scope="module")
+def logged_in(browser: WebDriver, local_airflow: LocalAirflow) -> WebDriver:
+    started = time.monotonic()
+    with evidence_on_failure(browser, local_airflow, "login"):
+        browser.get(f"{local_airflow.base_url}/")
+        wait = WebDriverWait(browser, 30)
+        _type_into(browser, (By.NAME, "username"), "admin")
+        _type_into(browser, (By.NAME, "password"), local_airflow.password)
+        wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "button[type=submit]"))).click()
+        wait.until(lambda d: "/auth/login" not in d.current_url)
+        wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, "[data-testid=nav-dags-link]")))
+    TIMINGS.mark("login", started)
+    return browser
+
+
+def test_wrong_password_is_refused(local_airflow: LocalAirflow) -> None:
+    response = requests.post(
+        f"{local_airflow.base_url}/auth/token", json={"username": "admin", "password": "not-it"}, timeout=30
+    )
+    assert response.status_code == 401
+
+
+def test_one_dag_per_sandbox_grant_is_listed(logged_in: WebDriver, local_airflow: LocalAirflow) -> None:
+    expected = {f"nylas_to_dataverse__{grant.key}" for grant in personas.GRANTS if grant.in_grants_file}
+    with evidence_on_failure(logged_in, local_airflow, "dag-list"):
+        logged_in.get(f"{local_airflow.base_url}/dags")
+
+        def listed() -> set[str]:
+            links = logged_in.find_elements(By.CSS_SELECTOR, "a[href*='/dags/nylas_to_dataverse__']")
+            return {link.get_attribute("href").rstrip("/").rsplit("/", 1)[-1] for link in links}
+
+        found = WebDriverWait(logged_in, 30).until(lambda _: expected <= listed() and listed())
+    assert expected <= found
+    assert len(expected) >= 2
+
+
+def _labels(dialog: WebElement) -> set[str]:
+    """Field labels as shown, without the asterisk that marks a required field."""
+    return {label.text.removesuffix("*").strip() for label in dialog.find_elements(By.TAG_NAME, "label")}
+
+
+@pytest.mark.parametrize("conn_type", ["nylas", "dataverse"])
+def test_connection_form_has_the_providers_fields(
+    conn_type: str, logged_in: WebDriver, local_airflow: LocalAirflow
+) -> None:
+    declared = next(t for t in PROVIDER_INFO["connection-types"] if t["connection-type"] == conn_type)
+    behaviour = declared["ui-field-behaviour"]
+    extra_labels = {spec["label"] for spec in declared["conn-fields"].values()}
+    with evidence_on_failure(logged_in, local_airflow, f"{conn_type}-connection-form"):
+        logged_in.get(f"{local_airflow.base_url}/connections")
+        wait = WebDriverWait(logged_in, 30)
+        wait.until(
+            ec.element_to_be_clickable((By.XPATH, "//button[normalize-space(.)='Add Connection']"))
+        ).click()
+        dialog = _visible_dialog(logged_in)
+        type_box = dialog.find_element(By.CSS_SELECTOR, "input[role=combobox]")
+        type_box.send_keys(declared["hook-name"])  # what a user types: "Nylas", "Microsoft Dataverse"
+        option = f"//*[@role='option'][normalize-space(.)='{declared['hook-name']}']"
+        wait.until(ec.visibility_of_element_located((By.XPATH, option)))
+        type_box.send_keys(Keys.ENTER)
+        wait.until(lambda _: dialog.find_elements(By.NAME, "host"))
+
+        assert set(behaviour["relabeling"].values()) <= _labels(dialog)  # e.g. "API base URL", "API key"
+        host = dialog.find_element(By.NAME, "host")
+        assert host.get_attribute("placeholder") == behaviour["placeholders"]["host"]
+        assert dialog.find_element(By.NAME, "password").get_attribute("type") == "password"
+        for hidden in behaviour["hidden-fields"]:
+            assert not dialog.find_elements(By.NAME, hidden), f"{hidden} should be hidden on this form"
+
+        dialog.find_element(By.XPATH, ".//button[contains(normalize-space(.), 'Extra Fields')]").click()
+        wait.until(lambda _: extra_labels <= _labels(dialog))
+        dialog.find_element(By.CSS_SELECTOR, "[data-part=close-trigger]").click()
+        wait.until(ec.invisibility_of_element(dialog))
+
+
+def _pick_datetime(driver: WebDriver, dialog: WebElement, index: int, date: str) -> None:
+    dialog.find_elements(By.CSS_SELECTOR, "[data-testid=datetime-input]")[index].click()
+    picker = WebDriverWait(driver, 10).until(
+        lambda d: next(
+            (
+                p
+                for p in d.find_elements(By.CSS_SELECTOR, "[data-scope=popover][data-part=content]")
+                if p.is_displayed()
+            ),
+            None,
+        )
+    )
+    date_input, time_input = picker.find_elements(By.TAG_NAME, "input")[:2]
+    for box, value in ((date_input, date), (time_input, "00:00")):
+        box.send_keys(Keys.CONTROL, "a")
+        box.send_keys(value)
+    time_input.send_keys(Keys.ESCAPE)
+    WebDriverWait(driver, 10).until(ec.invisibility_of_element(picker))
+
+
+def _idle(api: RestApi) -> bool:
+    """No DAG run queued or running anywhere (the start-up runs of the active DAGs are done)."""
+    busy = api.get("/dags/~/dagRuns", state=["queued", "running"], limit=1)
+    return busy["total_entries"] == 0
+
+
+def test_two_day_backfill_from_the_trigger_dialog_completes(
+    logged_in: WebDriver, local_airflow: LocalAirflow
+) -> None:
+    api = RestApi(local_airflow)
+    # On SQLite, Airflow 3.3.2 refuses to create a backfill while other writes are in flight (HTTP 503,
+    # "Database is locked"); a user who opens the UI after start-up finds it idle, so wait for that.
+    _wait("the start-up runs to finish", lambda: _idle(api), 180, interval=2)
+    started = time.monotonic()
+    with evidence_on_failure(logged_in, local_airflow, "backfill-dialog"):
+        logged_in.get(f"{local_airflow.base_url}/dags/{BACKFILL_DAG}")
+        wait = WebDriverWait(logged_in, 30)
+        wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "[data-testid=trigger-dag-button]"))).click()
+        dialog = _visible_dialog(logged_in)
+        dialog.find_element(By.XPATH, ".//*[normalize-space(text())='Backfill']").click()
+        wait.until(lambda _: dialog.find_elements(By.CSS_SELECTOR, "[data-testid=datetime-input]"))
+        _pick_datetime(logged_in, dialog, 0, BACKFILL_FROM[0])
+        _pick_datetime(logged_in, dialog, 1, BACKFILL_TO[0])
+        wait.until(lambda _: "2 runs will be triggered" in dialog.text)
+        run_button = dialog.find_element(By.XPATH, ".//button[normalize-space(.)='Run Backfill']")
+
+        attempts = 0
+        while True:
+            attempts += 1
+            run_button.click()
+            try:
+                outcome = WebDriverWait(logged_in, 30).until(
+                    lambda d: (
+                        "created"
+                        if api.get("/backfills", dag_id=BACKFILL_DAG)["total_entries"]
+                        else ("locked" if SQLITE_LOCKED in d.find_element(By.TAG_NAME, "body").text else None)
+                    )
+                )
+            except TimeoutException:
+                raise AssertionError("no backfill was created and the dialog showed no error") from None
+            if outcome == "created" or attempts == 5:
+                break
+            time.sleep(2)  # Airflow removed the partial backfill; the user clicks again
+    assert outcome == "created", f"backfill still refused after {attempts} clicks: {SQLITE_LOCKED}"
+    TIMINGS.steps["backfill clicks"] = attempts
+
+    backfill = api.get("/backfills", dag_id=BACKFILL_DAG)["backfills"][0]
+    assert backfill["from_date"].startswith(BACKFILL_FROM[1])
+    assert backfill["to_date"].startswith(BACKFILL_TO[1])
+
+    def finished_runs() -> list[dict[str, Any]] | None:
+        runs = api.get(f"/dags/{BACKFILL_DAG}/dagRuns", run_type="backfill")["dag_runs"]
+        return runs if len(runs) == 2 and all(r["state"] in ("success", "failed") for r in runs) else None
+
+    runs = _wait("the backfill's two runs to finish", finished_runs, BACKFILL_TIMEOUT_S, interval=2)
+    TIMINGS.mark("backfill click to both runs finished", started)
+    states = {run["logical_date"][:10]: run["state"] for run in runs}
+    assert states == {BACKFILL_FROM[1]: "success", BACKFILL_TO[1]: "success"}, states
+
+    # The runs really went through the sandbox: each day's report counts mail extracted from the sandbox
+    # Nylas and created in the sandbox Dataverse, with no failures.
+    for day in (BACKFILL_FROM[1], BACKFILL_TO[1]):
+        report = json.loads((local_airflow.staging / BACKFILL_DAG / day / "report.json").read_text())
+        counts = report["counts"]
+        assert counts["extracted"] > 0
+        assert counts["created"] > 0
+        assert counts["failed"] == 0
