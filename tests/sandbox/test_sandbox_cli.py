@@ -78,3 +78,8 @@ def test_inspect_without_state_says_how_to_create_it(
 ) -> None:
     assert main(["inspect", "emails", "--state-dir", str(tmp_path)]) == 2
     assert "make sandbox" in capsys.readouterr().err
+
+
+def test_the_nylas_connection_test_button_works_against_the_sandbox(sandbox: Any) -> None:
+    ok, message = NylasHook().test_connection()
+    assert ok, message

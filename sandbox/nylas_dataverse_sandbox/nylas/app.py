@@ -36,6 +36,7 @@ _BASIC_HEADERS = {"message-id", "in-reply-to", "references"}
 _TRUE = {"true", "True", "TRUE", "1", "t", "T"}
 _FALSE = {"false", "False", "FALSE", "0", "f", "F"}
 
+GRANTS_DEFAULT_LIMIT = 10
 Handler = Callable[[NylasBackend, Request], Awaitable[dict[str, Any]]]
 
 
@@ -165,6 +166,19 @@ async def _get_grant(backend: NylasBackend, request: Request) -> dict[str, Any]:
     data = backend.grant_object(grant)
     select = _select(request)
     return {"data": {k: v for k, v in data.items() if k in select} if select else data}
+
+
+async def _list_grants(backend: NylasBackend, request: Request) -> dict[str, Any]:
+    """Application-level grant list: offset pagination (default 10, max 200), unlike messages."""
+    limit = _int_param(request, "limit")
+    limit = GRANTS_DEFAULT_LIMIT if limit is None else limit
+    if not 1 <= limit <= MAX_LIMIT:
+        raise errors.InvalidRequestError(f"limit={limit} is out of range: use 1 to {MAX_LIMIT}")
+    offset = _int_param(request, "offset") or 0
+    if offset < 0:
+        raise errors.InvalidRequestError(f"offset={offset} must not be negative")
+    grants = [backend.grant_object(grant) for grant in personas.GRANTS]
+    return {"data": grants[offset : offset + limit], "limit": limit, "offset": offset}
 
 
 async def _list_messages(backend: NylasBackend, request: Request) -> dict[str, Any]:
@@ -383,6 +397,7 @@ async def _routing_error(request: Request, exc: Exception) -> Response:
 
 def create_app(backend: NylasBackend) -> Starlette:
     api = [
+        Route("/v3/grants", _api(backend, "GET /v3/grants", _list_grants), methods=["GET"]),
         Route("/v3/grants/{grant}", _api(backend, "GET /v3/grants/{grant}", _get_grant), methods=["GET"]),
         Route(
             "/v3/grants/{grant}/messages",
