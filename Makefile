@@ -7,7 +7,7 @@ UV_VERSION := 0.13.8
 STAMP := $(VENV)/.bootstrapped
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help bootstrap test lint typecheck unit run sandbox bench airflow test-e2e lock clean
+.PHONY: help bootstrap test lint typecheck unit run sandbox bench bench-latency airflow test-e2e lock clean
 
 help:
 	@echo "make run       bootstrap, start the sandbox, sync one day for every sandbox grant, show the results"
@@ -15,6 +15,7 @@ help:
 	@echo "make sandbox   run local Nylas, Entra ID and Dataverse in the foreground"
 	@echo "make airflow   a full local Airflow 3.3 with the sandbox (UI on 127.0.0.1)"
 	@echo "make bench     benchmarks; writes bench/results.json"
+	@echo "make bench-latency  webhook-to-row latency through a full local Airflow; bench/webhook_latency.json"
 	@echo "make test-e2e  browser test against make airflow"
 	@echo "make lock      recompile requirements/lock.txt from requirements/dev.in"
 
@@ -50,6 +51,9 @@ sandbox: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+bench-latency: $(STAMP)
+	$(BIN)/python -m bench.webhook_latency
 
 airflow: $(STAMP)
 	$(BIN)/python scripts/local_airflow.py
