@@ -1,0 +1,114 @@
+"""The seed recipe's approach, as the baseline the pipeline is measured against.
+
+For every message of the day, listed from Nylas page by page like the pipeline does: parse it, apply the
+same capture policy, map it with the project's own mapping, then
+
+1. ``GET emails?$filter=messageid eq '<Message-ID>'`` (skip it when Dataverse already has it),
+2. ``POST emails`` (Dataverse generates the ``activityid``, as in the recipe),
+3. ``PATCH emails(<id>)`` to Completed with status Sent or Received (the recipe says to complete it; a
+   create cannot do that, so this is what really has to be sent).
+
+No address is looked up (the recipe does none), so parties carry only ``addressused``; the number of
+parties, and so Dataverse's modelled cost per email, is the same as the pipeline's. Requests go through
+the project's ``DataverseHook``, so the baseline also waits out 429s instead of failing on them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+
+from nylas_dataverse.core.config import GrantConfig
+from nylas_dataverse.core.mapping import MappingContext, map_message
+from nylas_dataverse.core.messages import BadMessage, parse_message
+from nylas_dataverse.core.policy import FolderRoles, ThreadTracker, decide
+from nylas_dataverse.core.resolution import Directory
+from nylas_dataverse.core.window import Window
+from nylas_dataverse.hooks.dataverse import DataverseHook
+from nylas_dataverse.hooks.errors import DataverseError
+from nylas_dataverse.hooks.nylas import NylasHook
+from nylas_dataverse.hooks.odata import quote_literal
+from nylas_dataverse.pipeline.extract import grant_context
+
+
+@dataclass
+class BaselineResult:
+    messages: int = 0
+    created: int = 0
+    already_present: int = 0
+    skipped: int = 0
+    failed: int = 0
+    lookup_s: float = 0.0
+    write_s: float = 0.0
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+
+
+def run_baseline(
+    grant: GrantConfig, window: Window, nylas: NylasHook, dataverse: DataverseHook
+) -> BaselineResult:
+    result = BaselineResult()
+    context = grant_context(grant, nylas)
+    folder_roles = FolderRoles(context.folder_roles)
+    mapping = MappingContext(
+        grant_id=grant.grant_id,
+        grant_email=context.email,
+        owner_systemuser_id=None,
+        folder_roles=folder_roles,
+        regarding_preference=grant.policy.regarding_preference,
+        org_domains=grant.org_domains,
+    )
+    no_directory = Directory.from_rows([])
+    threads = ThreadTracker()
+    for raw in nylas.iter_messages(
+        grant.grant_id,
+        received_after=window.received_after,
+        received_before=window.received_before,
+        fields=grant.headers_field,
+        page_size=grant.page_size,
+    ):
+        result.messages += 1
+        try:
+            message = parse_message(raw)
+        except BadMessage:
+            result.failed += 1
+            continue
+        if not window.contains(message.date):
+            result.messages -= 1
+            continue
+        skip = decide(
+            message,
+            policy=grant.policy,
+            org_domains=grant.org_domains,
+            grant_email=context.email,
+            folder_roles=folder_roles,
+            known_external=lambda _address: False,
+            threads=threads,
+        )
+        if skip is not None:
+            result.skipped += 1
+            continue
+        payload = map_message(message, no_directory, mapping)
+        started = time.monotonic()
+        existing = list(
+            dataverse.query(
+                "emails", filter=f"messageid eq {quote_literal(payload.message_id)}", select=["activityid"]
+            )
+        )
+        written = time.monotonic()
+        result.lookup_s += written - started
+        if existing:
+            result.already_present += 1
+            continue
+        body = {key: value for key, value in payload.create.items() if key != "activityid"}
+        try:
+            new_id = dataverse.create("emails", body)
+            dataverse.update("emails", new_id, payload.complete)
+        except DataverseError:
+            result.failed += 1
+        else:
+            result.created += 1
+        result.write_s += time.monotonic() - written
+    return result
