@@ -251,12 +251,6 @@ def test_every_bad_message_ends_in_the_ledger_with_one_outcome_and_none_crashes_
     assert created <= set(rows), "a created entry has no row in Dataverse"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=UnicodeEncodeError,
-    reason="transform writes the quarantined message (and the ledger id) with json.dumps(ensure_ascii=False)"
-    ".encode(), which cannot encode a lone surrogate that JSON allows, so one such message crashes transform",
-)
 def test_a_lone_surrogate_in_a_message_fails_that_message_not_the_task(
     drill_sandbox: Any, drill_runner: DrillRunner, extract_template: dict[str, Any]
 ) -> None:
@@ -276,12 +270,6 @@ def test_a_lone_surrogate_in_a_message_fails_that_message_not_the_task(
     assert run_failed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="transform resolves every address with In queries; hooks/odata.in_query_urls raises ValueError "
-    "for a value too long for one URL, so a single message with a 20,000-character address stops transform",
-)
 def test_an_absurdly_long_address_fails_or_stays_unresolved_without_stopping_the_day(
     drill_sandbox: Any, drill_runner: DrillRunner, extract_template: dict[str, Any]
 ) -> None:

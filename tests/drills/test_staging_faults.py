@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 from airflow.sdk import ObjectStoragePath
 
-from nylas_dataverse.core.ledger import LedgerInvariantError
 from nylas_dataverse.pipeline.staging import RunStaging, StagingError
 
 from .conftest import SEEDED_DAY, DrillRunner, grants
@@ -141,13 +140,6 @@ def test_a_damaged_staging_file_stops_the_next_task_with_the_task_to_rerun(
 
 
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
-@pytest.mark.xfail(
-    strict=True,
-    raises=(ValueError, LedgerInvariantError),
-    reason="report parses ledger.jsonl with json.loads / LedgerEntry.from_json and lets a JSON or "
-    "Unicode error through (an empty ledger only trips the invariant), instead of a StagingError "
-    "saying to rerun 'load'",
-)
 def test_a_damaged_ledger_stops_report_with_the_task_to_rerun(
     finished_day: dict[str, Any], damaged_copy: tuple[DrillRunner, RunStaging], damage: str
 ) -> None:
@@ -159,12 +151,6 @@ def test_a_damaged_ledger_stops_report_with_the_task_to_rerun(
 
 
 @pytest.mark.parametrize("damage", ["truncated", "empty"])
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="load writes load/part-NNNNNN.json in place (not write-then-rename) and treats any existing "
-    "part as finished; a part cut short by a crash makes every rerun of load fail with a JSON error",
-)
 def test_a_load_part_cut_short_by_a_crash_is_redone_by_the_rerun(
     finished_day: dict[str, Any], damaged_copy: tuple[DrillRunner, RunStaging], damage: str
 ) -> None:

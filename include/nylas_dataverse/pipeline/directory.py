@@ -26,10 +26,15 @@ log = logging.getLogger(__name__)
 
 # Disabled users keep their address but must not own or be party to new activities.
 _EXTRA_FILTER = {"systemuser": "isdisabled eq false"}
+MAX_ADDRESS = 254
 
 
 def resolve_addresses(addresses: Iterable[str], dataverse: DataverseHook) -> Directory:
-    wanted = sorted({normalise_address(address) for address in addresses if address})
+    # No email address is longer than RFC 5321's 254 characters; longer values cannot match a row and
+    # would not fit in a query URL, so they simply stay unresolved.
+    wanted = sorted(
+        {normalise_address(address) for address in addresses if address and len(address) <= MAX_ADDRESS}
+    )
     wanted_lookup = frozenset(wanted)
     rows: list[DirectoryRow] = []
     if not wanted:

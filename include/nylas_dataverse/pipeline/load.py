@@ -163,7 +163,10 @@ def load_window(grant: GrantConfig, staging: RunStaging, dataverse: DataverseHoo
     def run(chunk: _Chunk) -> None:
         entries = loader.load(chunk)
         part = parts / f"part-{chunk.index:06d}.json"
-        part.write_bytes(json.dumps([entry.to_json() for entry in entries]).encode())
+        # Write then rename, so a crash never leaves a part that looks finished but is cut short.
+        partial = parts / f"part-{chunk.index:06d}.json.partial"
+        partial.write_bytes(json.dumps([entry.to_json() for entry in entries]).encode())
+        partial.fs.mv(partial.path, part.path)
         with lock:
             done.update(entry.outcome.value for entry in entries)
 
@@ -174,7 +177,7 @@ def load_window(grant: GrantConfig, staging: RunStaging, dataverse: DataverseHoo
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="load") as pool:
         for chunk in _chunks(staging, manifest):
             total_chunks += 1
-            if (parts / f"part-{chunk.index:06d}.json").exists():
+            if _finished_part(parts / f"part-{chunk.index:06d}.json", len(chunk.records)):
                 resumed += 1
                 continue
             in_flight.add(pool.submit(run, chunk))
@@ -214,6 +217,18 @@ def load_window(grant: GrantConfig, staging: RunStaging, dataverse: DataverseHoo
         dataverse.throttled_count,
     )
     return str(staging.folder)
+
+
+def _finished_part(part: Any, expected_entries: int) -> bool:
+    """A part from an earlier attempt counts only if it is complete; anything else is redone."""
+    if not part.exists():
+        return False
+    try:
+        entries = json.loads(part.read_bytes())
+    except (ValueError, UnicodeDecodeError):
+        log.warning("%s is damaged; its chunk is loaded again (idempotently).", part)
+        return False
+    return isinstance(entries, list) and len(entries) == expected_entries
 
 
 def _write_ledger(staging: RunStaging, total_chunks: int) -> int:

@@ -40,9 +40,20 @@ def build_report(grant: GrantConfig, staging: RunStaging) -> RunReport:
     ledger_path = staging.file(load.LEDGER_FILE)
     if not ledger_path.exists():
         raise StagingError(f"{ledger_path} is missing; rerun 'load' for this window.")
-    with ledger_path.open("rb") as lines:
-        for line in lines:
-            report.add(LedgerEntry.from_json(json.loads(line)))
+    lines_read = 0
+    try:
+        with ledger_path.open("rb") as lines:
+            for line in lines:
+                report.add(LedgerEntry.from_json(json.loads(line)))
+                lines_read += 1
+    except (ValueError, KeyError, TypeError) as exc:
+        raise StagingError(
+            f"{ledger_path} is corrupt at line {lines_read + 1} ({exc}); rerun 'load'."
+        ) from exc
+    if lines_read != loaded["ledger_entries"]:
+        raise StagingError(
+            f"{ledger_path} has {lines_read} entries but load wrote {loaded['ledger_entries']}; rerun 'load'."
+        )
     report.unresolved_addresses = transformed.get("unresolved_addresses", 0)
     report.ambiguous_addresses = transformed.get("ambiguous_addresses", 0)
     report.requests = {
