@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -33,6 +34,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
+    # A terminated benchmark still stops its sandbox and removes its scratch folder (via finally).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     wanted = set(args.only or FIGURES)
     started = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="nylas-dataverse-bench-"))
