@@ -25,11 +25,11 @@ from urllib.parse import quote, urlsplit
 
 import msal
 import requests
-from airflow.sdk import BaseHook
 
 from nylas_dataverse import __version__
+from nylas_dataverse.hooks._base import RetryingServiceHook
 from nylas_dataverse.hooks._connection import normalize_base_url, number_extra, read_extras, required_text
-from nylas_dataverse.hooks._retry import GiveUp, RetryPolicy, RetryStats, send_with_retry
+from nylas_dataverse.hooks._retry import GiveUp, RetryPolicy, send_with_retry
 from nylas_dataverse.hooks.errors import (
     ConnectionConfigError,
     DataverseAuthError,
@@ -103,7 +103,7 @@ class DataverseSettings:
         return f"{self.env_url}/.default"
 
 
-class DataverseHook(BaseHook):
+class DataverseHook(RetryingServiceHook):
     """Dataverse Web API client: queries, ``In`` lookups, create/update and ``$batch``.
 
     ``sleep``, ``clock`` (wall-clock epoch seconds) and ``rng`` exist so tests can fake time;
@@ -135,38 +135,23 @@ class DataverseHook(BaseHook):
         rng: random.Random | None = None,
         logger_name: str | None = None,
     ) -> None:
-        super().__init__(logger_name=logger_name)
+        super().__init__(
+            retry_policy=retry_policy,
+            session=session,
+            sleep=sleep,
+            clock=clock,
+            rng=rng,
+            logger_name=logger_name,
+        )
         self.dataverse_conn_id = dataverse_conn_id
-        self.retry_policy = retry_policy or self.DEFAULT_RETRY_POLICY
-        self._session = session
-        self._sleep = sleep
-        self._clock = clock
-        self._rng = rng or random.Random()
-        self._stats = RetryStats()
-        self._lock = threading.Lock()
         self._token_lock = threading.Lock()
         self._settings: DataverseSettings | None = None
         self._semaphore: threading.BoundedSemaphore | None = None
-        self._session_ready = False
         self._app: Any = None
         self._token_requests = 0
         self._invalidated_token: str | None = None
 
     # --- counters ---------------------------------------------------------------------------------
-
-    @property
-    def request_count(self) -> int:
-        """Web API requests sent, retries included (token requests are counted in ``token_requests``)."""
-        return self._stats.requests
-
-    @property
-    def retry_count(self) -> int:
-        return self._stats.retries
-
-    @property
-    def throttled_count(self) -> int:
-        """429 (service protection) answers received."""
-        return self._stats.throttled
 
     @property
     def throttle_wait_s(self) -> float:

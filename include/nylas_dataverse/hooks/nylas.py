@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -16,11 +15,11 @@ from typing import Any
 from urllib.parse import quote
 
 import requests
-from airflow.sdk import BaseHook
 
 from nylas_dataverse import __version__
+from nylas_dataverse.hooks._base import RetryingServiceHook
 from nylas_dataverse.hooks._connection import normalize_base_url, number_extra, read_extras, required_text
-from nylas_dataverse.hooks._retry import GiveUp, RetryPolicy, RetryStats, send_with_retry
+from nylas_dataverse.hooks._retry import GiveUp, RetryPolicy, send_with_retry
 from nylas_dataverse.hooks.errors import (
     NylasBadRequestError,
     NylasError,
@@ -54,7 +53,7 @@ class NylasSettings:
     page_size: int
 
 
-class NylasHook(BaseHook):
+class NylasHook(RetryingServiceHook):
     """Talks to the Nylas v3 API with one ``requests.Session``; retries 429/5xx in ``_retry``.
 
     ``sleep``, ``clock`` (wall-clock epoch seconds) and ``rng`` exist so tests can fake time;
@@ -86,33 +85,16 @@ class NylasHook(BaseHook):
         rng: random.Random | None = None,
         logger_name: str | None = None,
     ) -> None:
-        super().__init__(logger_name=logger_name)
+        super().__init__(
+            retry_policy=retry_policy,
+            session=session,
+            sleep=sleep,
+            clock=clock,
+            rng=rng,
+            logger_name=logger_name,
+        )
         self.nylas_conn_id = nylas_conn_id
-        self.retry_policy = retry_policy or self.DEFAULT_RETRY_POLICY
-        self._session = session
-        self._sleep = sleep
-        self._clock = clock
-        self._rng = rng or random.Random()
-        self._stats = RetryStats()
         self._settings: NylasSettings | None = None
-        self._session_ready = False
-        self._lock = threading.Lock()
-
-    # --- counters ---------------------------------------------------------------------------------
-
-    @property
-    def request_count(self) -> int:
-        """HTTP requests sent, retries included."""
-        return self._stats.requests
-
-    @property
-    def retry_count(self) -> int:
-        return self._stats.retries
-
-    @property
-    def throttled_count(self) -> int:
-        """429 answers received."""
-        return self._stats.throttled
 
     # --- connection -------------------------------------------------------------------------------
 

@@ -58,9 +58,6 @@ def build_dag(grant: GrantConfig, project_root: Path) -> DAG:
     root = staging_root(project_root)
     name = grant.display_name or grant.email or grant.key
 
-    def run_staging(path: str) -> RunStaging:
-        return RunStaging.from_path(path)
-
     @dag(
         dag_id=grant.dag_id,
         dag_display_name=f"Nylas → Dataverse: {name}",
@@ -116,21 +113,23 @@ def build_dag(grant: GrantConfig, project_root: Path) -> DAG:
         @task(pool=DATAVERSE_POOL, execution_timeout=dt.timedelta(hours=2))
         def transform(path: str) -> str:
             try:
-                return transform_window(grant, run_staging(path), DataverseHook(grant.dataverse_conn_id))
+                return transform_window(
+                    grant, RunStaging.from_path(path), DataverseHook(grant.dataverse_conn_id)
+                )
             except Exception as exc:
                 raise _fail_fast(exc) from exc
 
         @task(pool=DATAVERSE_POOL, execution_timeout=dt.timedelta(hours=4))
         def load(path: str) -> str:
             try:
-                return load_window(grant, run_staging(path), DataverseHook(grant.dataverse_conn_id))
+                return load_window(grant, RunStaging.from_path(path), DataverseHook(grant.dataverse_conn_id))
             except Exception as exc:
                 raise _fail_fast(exc) from exc
 
         @task(retries=0)
         def report(path: str) -> dict[str, Any]:
             try:
-                return report_window(grant, run_staging(path))
+                return report_window(grant, RunStaging.from_path(path))
             except Exception as exc:
                 raise _fail_fast(exc) from exc
 
