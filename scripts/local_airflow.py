@@ -33,7 +33,7 @@ import psutil
 import requests
 from airflow_env import AIRFLOW_HOME, BIN, PROJECT_ROOT, airflow_environment, ensure_database
 
-from nylas_dataverse.core.config import DAG_ID_PREFIX
+from nylas_dataverse.core.config import DAG_ID_PREFIX, REALTIME_DAG_ID
 from nylas_dataverse_sandbox import personas
 from nylas_dataverse_sandbox.sandbox import Sandbox, SandboxConfig
 
@@ -103,6 +103,13 @@ def port_is_free(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def start_sandbox(state_dir: Path, free_ports: bool) -> Sandbox:
@@ -291,6 +298,21 @@ class AirflowApi:
         if errors:
             raise StartupError(f"writing {collection} failed: {errors}")
 
+    def get(self, path: str, **params: Any) -> Any:
+        response = self.session.get(f"{self.base_url}/api/v2{path}", params=params, timeout=30)
+        response.raise_for_status()
+        return response.json()
+
+    def post(self, path: str, body: dict[str, Any]) -> requests.Response:
+        return self.session.post(f"{self.base_url}/api/v2{path}", json=body, timeout=60)
+
+    def unpause(self, dag_id: str) -> None:
+        response = self.session.patch(
+            f"{self.base_url}/api/v2/dags/{dag_id}", json={"is_paused": False}, timeout=30
+        )
+        if not response.ok:
+            raise StartupError(f"unpausing {dag_id} failed: {response.status_code} {response.text[:300]}")
+
     def dag_ids(self) -> list[str]:
         response = self.session.get(f"{self.base_url}/api/v2/dags", params={"limit": 100}, timeout=30)
         response.raise_for_status()
@@ -400,35 +422,7 @@ class LocalAirflow:
             return 2
         started = time.monotonic()
         try:
-            self.sandbox = start_sandbox(args.sandbox_state, args.free_sandbox_ports)
-            env = self.environment(self.sandbox)
-            ensure_database(env)
-            if self.stop_requested.is_set():
-                raise StartupInterruptedError("preparing the database")
-            password = ensure_password(args.airflow_home)
-            base_url = f"http://127.0.0.1:{args.port}"
-            api = AirflowApi(base_url, USERNAME, password)
-
-            print("Starting the Airflow API server, DAG processor and triggerer...", flush=True)
-            self.component("api-server", "api-server", "--host", "127.0.0.1", "--port", str(args.port)).start(
-                env
-            )
-            self.component("dag-processor", "dag-processor").start(env)
-            self.component("triggerer", "triggerer", "--skip-serve-logs").start(env)
-            self.wait_for("the API server", lambda: api.health() is not None)
-            api.login()
-            api.upsert("pools", pools_from_settings_bodies())
-            api.upsert("connections", sandbox_connections(self.sandbox))
-            # The scheduler starts last, so no task runs before its connections exist.
-            print("Connections and pools written; starting the scheduler...", flush=True)
-            self.component("scheduler", "scheduler", "--skip-serve-logs").start(env)
-            self.wait_for(
-                "scheduler, triggerer and DAG processor heartbeats", lambda: all_healthy(api.health())
-            )
-            expected = expected_dag_ids()
-            self.wait_for("the grant DAGs", lambda: expected <= set(dag_ids(api)), timeout=120)
-            for component in self.components:
-                component.remember_tree()
+            api, password = self.start()
             self.print_banner(password, api, time.monotonic() - started)
             return self.supervise()
         except StartupInterruptedError:
@@ -438,6 +432,45 @@ class LocalAirflow:
             return 1
         finally:
             self.stop()
+
+    def start(self) -> tuple[AirflowApi, str]:
+        """Start the sandbox and every component; return a logged-in API client once the DAGs are active.
+
+        Raises StartupError (a component died or is not healthy in time) or StartupInterruptedError.
+        The caller must call ``stop`` in every case.
+        """
+        args = self.args
+        self.sandbox = start_sandbox(args.sandbox_state, args.free_sandbox_ports)
+        env = self.environment(self.sandbox)
+        ensure_database(env)
+        if self.stop_requested.is_set():
+            raise StartupInterruptedError("preparing the database")
+        password = ensure_password(args.airflow_home)
+        base_url = f"http://127.0.0.1:{args.port}"
+        api = AirflowApi(base_url, USERNAME, password)
+
+        print("Starting the Airflow API server, DAG processor and triggerer...", flush=True)
+        self.component("api-server", "api-server", "--host", "127.0.0.1", "--port", str(args.port)).start(env)
+        self.component("dag-processor", "dag-processor").start(env)
+        self.component("triggerer", "triggerer", "--skip-serve-logs").start(env)
+        self.wait_for("the API server", lambda: api.health() is not None)
+        api.login()
+        api.upsert("pools", pools_from_settings_bodies())
+        api.upsert("connections", sandbox_connections(self.sandbox))
+        # The scheduler starts last, so no task runs before its connections exist.
+        print("Connections and pools written; starting the scheduler...", flush=True)
+        self.component("scheduler", "scheduler", "--skip-serve-logs").start(env)
+        self.wait_for("scheduler, triggerer and DAG processor heartbeats", lambda: all_healthy(api.health()))
+        expected = expected_dag_ids()
+        self.wait_for("the grant DAGs", lambda: expected <= set(dag_ids(api)), timeout=120)
+        # Active as documented, whatever an earlier `make run` or a user left: the real-time DAG must run for
+        # webhooks to land. New DAGs start active anyway (dags_are_paused_at_creation is off here).
+        for dag_id in sorted(expected | {REALTIME_DAG_ID}):
+            api.unpause(dag_id)
+        for component in self.components:
+            component.remember_tree()
+        write_lock(args.airflow_home, args.port)
+        return api, password
 
     def environment(self, sandbox: Sandbox) -> dict[str, str]:
         sandbox_env = {
@@ -474,6 +507,7 @@ class LocalAirflow:
 
     def stop(self) -> None:
         """Scheduler first (its running tasks report their end through the API server), API server last."""
+        remove_lock(self.args.airflow_home)
         for stage in STOP_ORDER:
             self.stop_components([c for c in self.components if c.name in stage])
         if self.sandbox is not None:
@@ -519,6 +553,28 @@ Backfill a date range: open a DAG, Trigger > Backfill. Walkthrough: docs/local-a
 Press Ctrl-C to stop everything.""",
             flush=True,
         )
+
+
+LOCK_FILE = "local_airflow.json"
+
+
+def write_lock(airflow_home: Path, port: int) -> None:
+    """Say that a local Airflow runs on this AIRFLOW_HOME (``make run`` then uses it instead of a second)."""
+    (airflow_home / LOCK_FILE).write_text(json.dumps({"pid": os.getpid(), "port": port}))
+
+
+def remove_lock(airflow_home: Path) -> None:
+    (airflow_home / LOCK_FILE).unlink(missing_ok=True)
+
+
+def running_instance(airflow_home: Path) -> int | None:
+    """The port of the local Airflow running on ``airflow_home`` (its supervisor is alive), else None."""
+    try:
+        data = json.loads((airflow_home / LOCK_FILE).read_text())
+        pid, port = int(data["pid"]), int(data["port"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return port if psutil.pid_exists(pid) else None
 
 
 def expected_dag_ids() -> set[str]:

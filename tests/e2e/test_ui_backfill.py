@@ -398,3 +398,116 @@ def test_two_day_backfill_from_the_trigger_dialog_completes(
         assert counts["extracted"] > 0
         assert counts["created"] > 0
         assert counts["failed"] == 0
+
+
+# --- the day model: what a user asks for is what gets synced, and what the UI shows ----------------------
+
+DAY_DAG = "nylas_to_dataverse__bob"
+MAKE_RUN_DAY = "2026-11-03"
+UI_BACKFILL = (("2026/11/03", "2026-11-03"), ("2026/11/05", "2026-11-05"))
+TRIGGER_DAY = ("2026/11/07", "2026-11-07")
+SANDBOX_DAYS = [f"2026-11-0{n}" for n in range(2, 9)]
+
+
+def _post(api: RestApi, path: str, body: dict[str, Any]) -> requests.Response:
+    return requests.post(f"{api.base}{path}", headers=api.headers, json=body, timeout=60)
+
+
+def _runs_by_day(api: RestApi, dag_id: str) -> dict[str, list[dict[str, Any]]]:
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for run in api.get(f"/dags/{dag_id}/dagRuns", limit=100)["dag_runs"]:
+        interval = run.get("data_interval_start") or ""
+        runs.setdefault(interval[:10], []).append(run)
+    return runs
+
+
+def _settled(api: RestApi, dag_id: str, days: set[str]) -> dict[str, list[dict[str, Any]]] | None:
+    runs = _runs_by_day(api, dag_id)
+    if not days <= set(runs):
+        return None
+    if any(r["state"] not in ("success", "failed") for day_runs in runs.values() for r in day_runs):
+        return None
+    return runs
+
+
+def test_every_path_syncs_the_day_it_is_identified_by(
+    logged_in: WebDriver, local_airflow: LocalAirflow
+) -> None:
+    """make run's backfill of one day, then a UI backfill over an overlapping range, then a UI trigger of a
+    day: a report exists for every day asked for, none for a day not asked for, and every run is shown under
+    the day it synced."""
+    api = RestApi(local_airflow)
+    _wait("the start-up runs to finish", lambda: _idle(api), 180, interval=2)
+
+    # 1. What `make run` does: a backfill of one day through the REST API.
+    made = _post(
+        api,
+        "/backfills",
+        {
+            "dag_id": DAY_DAG,
+            "from_date": f"{MAKE_RUN_DAY}T00:00:00Z",
+            "to_date": f"{MAKE_RUN_DAY}T00:00:00Z",
+            "reprocess_behavior": "completed",
+            "max_active_runs": 1,
+        },
+    )
+    assert made.ok, made.text
+    _wait(
+        "make run's day to be synced", lambda: _settled(api, DAY_DAG, {MAKE_RUN_DAY}), BACKFILL_TIMEOUT_S, 2
+    )
+    _wait("idle", lambda: _idle(api), 120, interval=2)
+
+    wait = WebDriverWait(logged_in, 30)
+    with evidence_on_failure(logged_in, local_airflow, "day-model-backfill"):
+        # 2. A backfill from the UI over a range that overlaps the day make run synced.
+        logged_in.get(f"{local_airflow.base_url}/dags/{DAY_DAG}")
+        wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "[data-testid=trigger-dag-button]"))).click()
+        dialog = _visible_dialog(logged_in)
+        dialog.find_element(By.XPATH, ".//*[normalize-space(text())='Backfill']").click()
+        wait.until(lambda _: dialog.find_elements(By.CSS_SELECTOR, "[data-testid=datetime-input]"))
+        _pick_datetime(logged_in, dialog, 0, UI_BACKFILL[0][0])
+        _pick_datetime(logged_in, dialog, 1, UI_BACKFILL[1][0])
+        # Missing runs only (the dialog's default): the day make run synced is not synced twice.
+        wait.until(lambda _: "2 runs will be triggered" in dialog.text)
+        before = api.get("/backfills", dag_id=DAY_DAG)["total_entries"]
+        for _attempt in range(5):
+            dialog.find_element(By.XPATH, ".//button[normalize-space(.)='Run Backfill']").click()
+            with contextlib.suppress(AssertionError):
+                _wait(
+                    "the UI backfill",
+                    lambda: api.get("/backfills", dag_id=DAY_DAG)["total_entries"] > before,
+                    20,
+                )
+                break
+            time.sleep(2)
+        expected = {"2026-11-03", "2026-11-04", "2026-11-05"}
+        _wait("the UI backfill's days", lambda: _settled(api, DAY_DAG, expected), BACKFILL_TIMEOUT_S, 2)
+        _wait("idle", lambda: _idle(api), 120, interval=2)
+
+    with evidence_on_failure(logged_in, local_airflow, "day-model-trigger"):
+        # 3. A manual trigger of one day from the trigger form's date picker.
+        logged_in.get(f"{local_airflow.base_url}/dags/{DAY_DAG}")
+        wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "[data-testid=trigger-dag-button]"))).click()
+        dialog = _visible_dialog(logged_in)
+        wait.until(lambda _: dialog.find_elements(By.CSS_SELECTOR, "[data-testid=datetime-input]"))
+        _pick_datetime(logged_in, dialog, 0, TRIGGER_DAY[0])
+        dialog.find_element(By.XPATH, ".//button[normalize-space(.)='Trigger']").click()
+        expected.add(TRIGGER_DAY[1])
+        runs = _wait("the triggered day", lambda: _settled(api, DAY_DAG, expected), BACKFILL_TIMEOUT_S, 2)
+
+    for day in SANDBOX_DAYS:
+        report = local_airflow.staging / DAY_DAG / day / "report.json"
+        if day in expected:
+            assert report.exists(), f"{day} was asked for but has no report"
+            counts = json.loads(report.read_text())["counts"]
+            assert counts["failed"] == 0
+            assert counts["extracted"] > 0
+            day_runs = runs[day]
+            assert all(r["state"] == "success" for r in day_runs), day_runs
+            # Shown under the day it synced: the logical date is in the day, the run id names it.
+            assert all((r["logical_date"] or "")[:10] == day for r in day_runs), day_runs
+            assert all(day in r["dag_run_id"] for r in day_runs), [r["dag_run_id"] for r in day_runs]
+        else:
+            assert not report.exists(), f"{day} was never asked for, yet has a report"
+            assert day not in runs, f"{day} was never asked for, yet has a run: {runs.get(day)}"
+    assert len(runs["2026-11-03"]) == 1  # the overlapping backfill did not run make run's day again
