@@ -26,6 +26,9 @@ $(STAMP): requirements/lock.txt pyproject.toml sandbox/pyproject.toml
 	$(BIN)/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
 	$(BIN)/uv pip sync -q --python $(BIN)/python requirements/lock.txt
 	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e . -e ./sandbox
+	@# setuptools leaves an egg-info next to the sources; include/ is on sys.path (editable install), so
+	@# Airflow would see the distribution twice and register its plugin twice.
+	rm -rf include/nylas_dataverse.egg-info sandbox/nylas_dataverse_sandbox.egg-info
 	@touch $@
 
 bootstrap: $(STAMP)

@@ -26,6 +26,7 @@ from nylas_dataverse.core.policy import FolderRoles, ThreadTracker, decide
 from nylas_dataverse.core.resolution import Directory
 from nylas_dataverse.core.window import Window
 from nylas_dataverse.hooks.dataverse import DataverseHook
+from nylas_dataverse.hooks.dataverse_tables import email_complete_body, email_create_body
 from nylas_dataverse.hooks.errors import DataverseError
 from nylas_dataverse.hooks.nylas import NylasHook
 from nylas_dataverse.hooks.odata import quote_literal
@@ -62,10 +63,11 @@ def run_baseline(
     )
     no_directory = Directory.from_rows([])
     threads = ThreadTracker()
+    after, before = window.query_bounds(grant.query_overlap)
     for raw in nylas.iter_messages(
         grant.grant_id,
-        received_after=window.received_after,
-        received_before=window.received_before,
+        received_after=after,
+        received_before=before,
         fields=grant.headers_field,
         page_size=grant.page_size,
     ):
@@ -90,11 +92,13 @@ def run_baseline(
         if skip is not None:
             result.skipped += 1
             continue
-        payload = map_message(message, no_directory, mapping)
+        record = map_message(message, no_directory, mapping).record
         started = time.monotonic()
         existing = list(
             dataverse.query(
-                "emails", filter=f"messageid eq {quote_literal(payload.message_id)}", select=["activityid"]
+                "emails",
+                filter=f"messageid eq {quote_literal(record.internet_message_id)}",
+                select=["activityid"],
             )
         )
         written = time.monotonic()
@@ -102,10 +106,10 @@ def run_baseline(
         if existing:
             result.already_present += 1
             continue
-        body = {key: value for key, value in payload.create.items() if key != "activityid"}
+        body = {key: value for key, value in email_create_body(record).items() if key != "activityid"}
         try:
             new_id = dataverse.create("emails", body)
-            dataverse.update("emails", new_id, payload.complete)
+            dataverse.update("emails", new_id, email_complete_body(record))
         except DataverseError:
             result.failed += 1
         else:

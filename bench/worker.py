@@ -26,12 +26,9 @@ from nylas_dataverse.core.config import GrantConfig, parse_config
 from nylas_dataverse.core.window import Window
 from nylas_dataverse.hooks.dataverse import DataverseHook
 from nylas_dataverse.hooks.nylas import NylasHook
-from nylas_dataverse.pipeline import load, transform
-from nylas_dataverse.pipeline.extract import extract_window
-from nylas_dataverse.pipeline.load import load_window
-from nylas_dataverse.pipeline.report import report_window
-from nylas_dataverse.pipeline.staging import RunStaging
-from nylas_dataverse.pipeline.transform import transform_window
+from nylas_dataverse.pipeline import layout
+from nylas_dataverse.pipeline.run import STAGES, Services, run_stage
+from nylas_dataverse.pipeline.staging import RunStaging, open_binary
 
 
 def peak_rss_kb() -> int | None:
@@ -59,19 +56,18 @@ def grant_from_spec(spec: dict[str, Any]) -> GrantConfig:
 
 
 def day_window(day: dt.date) -> Window:
-    start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
-    return Window(start, start + dt.timedelta(days=1))
+    return Window.for_day(day)
 
 
 def mean_parties_per_email(staging: RunStaging) -> float:
     """Activity parties per email the load will create, for the apples-to-apples ceiling."""
     emails = parties = 0
-    with gzip.open(staging.file(transform.PAYLOADS_FILE).open("rb")) as lines:
+    with gzip.open(open_binary(staging.file(layout.DECISIONS), "rb")) as lines:
         for line in lines:
-            record = json.loads(line)
-            if "create" in record:
+            email = json.loads(line)["email"]
+            if email is not None:
                 emails += 1
-                parties += len(record["create"].get("email_activity_parties", []))
+                parties += len(email["parties"])
     return parties / emails if emails else 0.0
 
 
@@ -79,37 +75,31 @@ def run_pipeline(spec: dict[str, Any], result: dict[str, Any]) -> None:
     grant = grant_from_spec(spec)
     day = dt.date.fromisoformat(spec["day"])
     staging = RunStaging(ObjectStoragePath(Path(spec["staging"]).as_uri()), grant.dag_id, day.isoformat())
-    dataverse = DataverseHook(grant.dataverse_conn_id)
-    nylas = NylasHook(grant.nylas_conn_id)
+    services = Services.for_grant(grant)
     started: dict[str, float] = {}
     seconds: dict[str, float] = {}
     for task in spec["tasks"]:
+        if task not in STAGES:
+            raise SystemExit(f"unknown task {task!r}")
         started[task] = time.time()
         clock = time.monotonic()
-        if task == "extract":
-            extract_window(grant, day_window(day), staging, nylas)
-        elif task == "transform":
-            transform_window(grant, staging, dataverse)
-        elif task == "load":
-            load_window(grant, staging, dataverse)
-        elif task == "report":
-            result["report"] = report_window(grant, staging)
-        else:
-            raise SystemExit(f"unknown task {task!r}")
+        counts = run_stage(task, grant, staging, services, window=day_window(day))
+        if task == "report":
+            result["report"] = counts
         seconds[task] = time.monotonic() - clock
     result.update(started_at=started, seconds=seconds)
     result["client"] = {
-        "dataverse_requests": dataverse.request_count,
-        "dataverse_throttled": dataverse.throttled_count,
-        "dataverse_retries": dataverse.retry_count,
-        "throttle_wait_s": round(dataverse.throttle_wait_s, 3),
-        "nylas_requests": nylas.request_count,
-        "token_requests": dataverse.token_requests,
+        "dataverse_requests": services.dataverse.request_count,
+        "dataverse_throttled": services.dataverse.throttled_count,
+        "dataverse_retries": services.dataverse.retry_count,
+        "throttle_wait_s": round(services.dataverse.throttle_wait_s, 3),
+        "nylas_requests": services.nylas.request_count,
+        "token_requests": services.dataverse.token_requests,
     }
     if spec.get("count_parties"):
         result["parties_per_email"] = mean_parties_per_email(staging)
     if "load" in spec["tasks"]:
-        result["load_manifest"] = json.loads(staging.file(load.MANIFEST).read_bytes())
+        result["load_manifest"] = json.loads(staging.file(layout.LOAD_MANIFEST).read_bytes())
 
 
 def run_seed_baseline(spec: dict[str, Any], result: dict[str, Any]) -> None:

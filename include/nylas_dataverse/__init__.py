@@ -6,7 +6,7 @@ The distribution registers itself as an Airflow provider (entry point ``apache_a
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
 def get_provider_info() -> dict[str, object]:

@@ -26,11 +26,9 @@ from nylas_dataverse.core.config import GrantConfig, parse_config
 from nylas_dataverse.core.window import Window
 from nylas_dataverse.hooks.dataverse import DataverseHook
 from nylas_dataverse.hooks.nylas import NylasHook
-from nylas_dataverse.pipeline.extract import extract_window
-from nylas_dataverse.pipeline.load import load_window
 from nylas_dataverse.pipeline.report import report_window
+from nylas_dataverse.pipeline.run import Services, run_stage
 from nylas_dataverse.pipeline.staging import RunStaging
-from nylas_dataverse.pipeline.transform import transform_window
 from nylas_dataverse_sandbox import personas
 from nylas_dataverse_sandbox.dataverse.backend import DataverseFaults
 from nylas_dataverse_sandbox.dataverse.throttle import ServiceProtectionLimits
@@ -49,35 +47,43 @@ def grants(sandbox: Any, **overrides: Any) -> dict[str, GrantConfig]:
 
 
 def day_window(day: dt.date) -> Window:
-    start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
-    return Window(start, start + dt.timedelta(days=1))
+    return Window.for_day(day)
 
 
 @dataclass
 class DrillRunner:
-    """The four task bodies for one grant and day, called the way the DAG calls them."""
+    """The four stages for one grant and day, run through ``pipeline.run.run_stage`` as the DAG runs them."""
 
     root: ObjectStoragePath
 
     def staging(self, grant: GrantConfig, day: dt.date) -> RunStaging:
         return RunStaging(self.root, grant.dag_id, day.isoformat())
 
-    def extract(self, grant: GrantConfig, day: dt.date, nylas: NylasHook | None = None) -> RunStaging:
+    def _stage(
+        self,
+        stage: str,
+        grant: GrantConfig,
+        day: dt.date,
+        nylas: NylasHook | None = None,
+        dataverse: DataverseHook | None = None,
+    ) -> RunStaging:
         staging = self.staging(grant, day)
-        extract_window(grant, day_window(day), staging, nylas or NylasHook(grant.nylas_conn_id))
+        services = Services(
+            nylas or NylasHook(grant.nylas_conn_id), dataverse or DataverseHook(grant.dataverse_conn_id)
+        )
+        run_stage(stage, grant, staging, services, window=Window.for_day(day))
         return staging
+
+    def extract(self, grant: GrantConfig, day: dt.date, nylas: NylasHook | None = None) -> RunStaging:
+        return self._stage("extract", grant, day, nylas=nylas)
 
     def transform(
         self, grant: GrantConfig, day: dt.date, dataverse: DataverseHook | None = None
     ) -> RunStaging:
-        staging = self.staging(grant, day)
-        transform_window(grant, staging, dataverse or DataverseHook(grant.dataverse_conn_id))
-        return staging
+        return self._stage("transform", grant, day, dataverse=dataverse)
 
     def load(self, grant: GrantConfig, day: dt.date, dataverse: DataverseHook | None = None) -> RunStaging:
-        staging = self.staging(grant, day)
-        load_window(grant, staging, dataverse or DataverseHook(grant.dataverse_conn_id))
-        return staging
+        return self._stage("load", grant, day, dataverse=dataverse)
 
     def report(self, grant: GrantConfig, day: dt.date) -> dict[str, Any]:
         return report_window(grant, self.staging(grant, day))

@@ -135,7 +135,7 @@ def well_formed(serial: int) -> dict[str, Any]:
         "cc": [],
         "bcc": [],
         "reply_to": [],
-        "date": window.received_after + 3600 + serial % 80_000,
+        "date": int(window.start.timestamp()) + 3600 + serial % 80_000,
         "folders": ["INBOX"],
         "body": f"<p>Hello Alice,</p><p>question number {serial}</p>",
         "snippet": "Hello Alice",
@@ -247,7 +247,7 @@ def test_every_bad_message_ends_in_the_ledger_with_one_outcome_and_none_crashes_
     assert by_id[good["id"]]["outcome"] == "created", "a bad message stopped a good one"
     rows = Counter(row["messageid"] for row in sandbox.dataverse.store.scan("emails"))
     assert max(rows.values()) == 1, "an email was created twice"
-    created = {entry["message_id"] for entry in ledger if entry["outcome"] == "created"}
+    created = {entry["internet_message_id"] for entry in ledger if entry["outcome"] == "created"}
     assert created <= set(rows), "a created entry has no row in Dataverse"
 
 

@@ -71,7 +71,7 @@ class LoadForker:
 
 def _payload_message_ids(staging: Any) -> list[str]:
     lines = gzip.decompress(staging.file("payloads.jsonl.gz").read_bytes()).splitlines()
-    return [record["message_id"] for record in map(json.loads, lines) if "create" in record]
+    return [record["internet_message_id"] for record in map(json.loads, lines) if record["email"] is not None]
 
 
 def _running(pid: int) -> bool:
@@ -163,4 +163,4 @@ def test_sigkill_during_load_twenty_times_then_a_clean_rerun_leaves_no_duplicate
         "an email was left open"
     )
     ledger = [json.loads(line) for line in staging.file("ledger.jsonl").read_bytes().splitlines()]
-    assert Counter(entry["message_id"] for entry in ledger) == Counter(expected)
+    assert Counter(entry["internet_message_id"] for entry in ledger) == Counter(expected)

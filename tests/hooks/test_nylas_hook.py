@@ -15,6 +15,7 @@ from responses import matchers
 
 from nylas_dataverse.hooks._retry import RetryPolicy
 from nylas_dataverse.hooks.errors import (
+    NylasApiKeyError,
     NylasBadRequestError,
     NylasError,
     NylasGrantAuthError,
@@ -330,9 +331,15 @@ def test_connection_errors_are_retried_like_5xx(
 
 
 def test_401_on_a_grant_names_the_grant_says_to_reauthenticate_and_is_not_retried(
-    rsps: responses.RequestsMock, make_nylas_hook: MakeHook, fake_time: FakeTime, messages_url: str
+    rsps: responses.RequestsMock,
+    make_nylas_hook: MakeHook,
+    fake_time: FakeTime,
+    messages_url: str,
+    nylas: NylasEnv,
 ) -> None:
     rsps.get(messages_url, status=401, json=error_body("unauthorized", "Unauthorized"))
+    # The API key itself still works: one application-level call tells an expired grant from a bad key.
+    rsps.get(f"{nylas.url}/v3/grants", json={"request_id": "r", "data": [], "next_cursor": None})
 
     with pytest.raises(NylasGrantAuthError) as caught:
         list(make_nylas_hook().iter_pages(GRANT, received_after=AFTER, received_before=BEFORE))
@@ -343,8 +350,25 @@ def test_401_on_a_grant_names_the_grant_says_to_reauthenticate_and_is_not_retrie
     assert error.transient is False
     assert GRANT in str(error)
     assert "re-authenticate" in str(error).lower()
-    assert len(rsps.calls) == 1
+    assert error.kind == "grant_expired"
+    assert [call.request.url.split("?")[0] for call in rsps.calls] == [messages_url, f"{nylas.url}/v3/grants"]
     assert fake_time.sleeps == []
+
+
+def test_a_rejected_api_key_is_not_reported_as_an_expired_grant(
+    rsps: responses.RequestsMock, make_nylas_hook: MakeHook, messages_url: str, nylas: NylasEnv
+) -> None:
+    rsps.get(messages_url, status=401, json=error_body("unauthorized", "Unauthorized"))
+    rsps.get(f"{nylas.url}/v3/grants", status=401, json=error_body("unauthorized", "Unauthorized"))
+
+    with pytest.raises(NylasApiKeyError) as caught:
+        list(make_nylas_hook().iter_pages(GRANT, received_after=AFTER, received_before=BEFORE))
+
+    text = str(caught.value)
+    assert "API key of connection 'nylas_default'" in text
+    assert "re-authenticate" not in text.lower()
+    assert caught.value.kind == "credentials"
+    assert nylas.api_key not in text
 
 
 def test_404_unknown_grant_raises_not_found_with_the_api_message(

@@ -14,12 +14,9 @@ from airflow.sdk import ObjectStoragePath
 from nylas_dataverse.core.config import GrantConfig, parse_config
 from nylas_dataverse.core.window import Window
 from nylas_dataverse.hooks.dataverse import DataverseHook
-from nylas_dataverse.hooks.nylas import NylasHook
-from nylas_dataverse.pipeline.extract import extract_window
-from nylas_dataverse.pipeline.load import load_window
 from nylas_dataverse.pipeline.report import report_window
+from nylas_dataverse.pipeline.run import Services, run_stage, run_window
 from nylas_dataverse.pipeline.staging import RunStaging
-from nylas_dataverse.pipeline.transform import transform_window
 
 DAY = dt.date(2026, 11, 3)
 
@@ -34,12 +31,11 @@ def grants(sandbox: Any, **overrides: Any) -> dict[str, GrantConfig]:
 
 
 def window(day: dt.date) -> Window:
-    start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
-    return Window(start, start + dt.timedelta(days=1))
+    return Window.for_day(day)
 
 
 class Runner:
-    """Runs extract -> transform -> load -> report for one grant and day, like the DAG does."""
+    """Runs extract -> transform -> load -> report for one grant and day through ``pipeline.run``."""
 
     def __init__(self, root: ObjectStoragePath) -> None:
         self.root = root
@@ -47,29 +43,32 @@ class Runner:
     def staging(self, grant: GrantConfig, day: dt.date = DAY) -> RunStaging:
         return RunStaging(self.root, grant.dag_id, day.isoformat())
 
-    def extract(self, grant: GrantConfig, day: dt.date = DAY) -> RunStaging:
+    def _stage(
+        self, stage: str, grant: GrantConfig, day: dt.date, hook: DataverseHook | None = None
+    ) -> RunStaging:
         staging = self.staging(grant, day)
-        extract_window(grant, window(day), staging, NylasHook(grant.nylas_conn_id))
+        services = Services.for_grant(grant)
+        if hook is not None:
+            services = Services(services.nylas, hook)
+        run_stage(stage, grant, staging, services, window=window(day))
         return staging
+
+    def extract(self, grant: GrantConfig, day: dt.date = DAY) -> RunStaging:
+        return self._stage("extract", grant, day)
 
     def transform(self, grant: GrantConfig, day: dt.date = DAY) -> RunStaging:
-        staging = self.staging(grant, day)
-        transform_window(grant, staging, DataverseHook(grant.dataverse_conn_id))
-        return staging
+        return self._stage("transform", grant, day)
 
     def load(self, grant: GrantConfig, day: dt.date = DAY, hook: DataverseHook | None = None) -> RunStaging:
-        staging = self.staging(grant, day)
-        load_window(grant, staging, hook or DataverseHook(grant.dataverse_conn_id))
-        return staging
+        return self._stage("load", grant, day, hook)
 
     def report(self, grant: GrantConfig, day: dt.date = DAY) -> dict[str, Any]:
         return report_window(grant, self.staging(grant, day))
 
     def day(self, grant: GrantConfig, day: dt.date = DAY) -> dict[str, Any]:
-        self.extract(grant, day)
-        self.transform(grant, day)
-        self.load(grant, day)
-        return self.report(grant, day)
+        counts = run_window(grant, self.staging(grant, day), window=window(day))
+        assert counts is not None
+        return counts
 
 
 @pytest.fixture

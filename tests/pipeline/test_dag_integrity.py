@@ -5,11 +5,15 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import pendulum
 import pytest
 import yaml
 from airflow.dag_processing.dagbag import DagBag
-from airflow.sdk import CronDataIntervalTimetable
-from airflow.serialization.encoders import coerce_to_core_timetable
+from airflow.serialization.serialized_objects import DagSerialization
+from airflow.timetables.base import TimeRestriction
+from airflow.utils.types import DagRunType
+
+from nylas_dataverse.pipeline.timetable import UtcDayTimetable
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DAGS = PROJECT_ROOT / "dags"
@@ -38,18 +42,41 @@ def test_every_grant_gets_one_dag_and_nothing_fails_to_import() -> None:
     assert set(bag.dag_ids) == expected | {REALTIME}
 
 
-def test_dags_use_a_daily_data_interval_timetable_in_utc() -> None:
+def test_dags_schedule_whole_utc_days_identified_by_the_day_they_sync() -> None:
     for dag in _daily(_bag()).values():
         timetable = dag.timetable  # type: ignore[attr-defined]
-        assert isinstance(timetable, CronDataIntervalTimetable), "'@daily' would give a zero-length window"
-        # What the scheduler will compute: the core timetable behind the SDK definition.
-        core = coerce_to_core_timetable(timetable)
-        interval = core.infer_manual_data_interval(run_after=dt.datetime(2026, 11, 3, 5, tzinfo=dt.UTC))
-        assert (interval.start, interval.end) == (
+        assert isinstance(timetable, UtcDayTimetable), "'@daily' would give a zero-length window"
+        # What the scheduler computes for the first scheduled run: the day after start_date's midnight ...
+        first = timetable.next_dagrun_info(
+            last_automated_data_interval=None,
+            restriction=TimeRestriction(pendulum.datetime(2026, 11, 2, tz="UTC"), None, catchup=True),
+        )
+        assert first is not None
+        assert (first.logical_date, first.data_interval.start, first.data_interval.end) == (
+            dt.datetime(2026, 11, 2, tzinfo=dt.UTC),
             dt.datetime(2026, 11, 2, tzinfo=dt.UTC),
             dt.datetime(2026, 11, 3, tzinfo=dt.UTC),
         )
+        # ... and a manual run with a logical date on Nov 3 syncs Nov 3, not the day before.
+        interval = timetable.infer_manual_data_interval(run_after=pendulum.datetime(2026, 11, 3, 5, tz="UTC"))
+        assert (interval.start, interval.end) == (
+            dt.datetime(2026, 11, 3, tzinfo=dt.UTC),
+            dt.datetime(2026, 11, 4, tzinfo=dt.UTC),
+        )
+        run_id = timetable.generate_run_id(
+            run_type=DagRunType.MANUAL,
+            run_after=pendulum.datetime(2026, 12, 1, 20, 53, tz="UTC"),
+            data_interval=interval,
+        )
+        assert run_id == "manual__2026-11-03__at_20261201T205300"
         assert dag.catchup is False
+
+
+def test_the_timetable_survives_serialization_so_the_scheduler_can_read_it() -> None:
+    dag = _bag().dags["nylas_to_dataverse__alice"]
+    restored = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(dag))
+    assert isinstance(restored.timetable, UtcDayTimetable)
+    assert restored.timetable.summary == "UTC day"
 
 
 def test_tasks_are_wired_with_pools_retries_and_timeouts() -> None:

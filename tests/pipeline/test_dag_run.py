@@ -25,14 +25,14 @@ def _report(staging: Path, dag_id: str, day: str) -> dict[str, Any]:
     return json.loads((staging / dag_id / day / "report.json").read_text())
 
 
-def test_a_scheduled_day_and_a_manual_rerun_without_interval(
+def test_a_run_for_a_day_a_rerun_of_it_and_retired_parameters(
     airflow_db: Path, sandbox: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("NYLAS_DATAVERSE_STAGING", tmp_path.as_uri())
     dag = _dag("nylas_to_dataverse__alice")
 
-    # Under the data-interval timetable, logical date Nov 4 covers [Nov 3, Nov 4).
-    run = dag.test(logical_date=dt.datetime(2026, 11, 4, tzinfo=dt.UTC))
+    # The run with logical date Nov 3 syncs Nov 3, however it is started (here: airflow dags test).
+    run = dag.test(logical_date=dt.datetime(2026, 11, 3, tzinfo=dt.UTC))
 
     assert run.state == "success"
     first = _report(tmp_path, dag.dag_id, "2026-11-03")
@@ -41,8 +41,19 @@ def test_a_scheduled_day_and_a_manual_rerun_without_interval(
     rows = len(sandbox.dataverse.emails_with_parties())
     assert rows == first["counts"]["created"]
 
-    # A manual run with no logical date has no data interval: the window comes from the params.
-    rerun = dag.test(logical_date=None, run_conf={"window_start": "2026-11-03", "window_end": "2026-11-04"})
+    assert not (tmp_path / dag.dag_id / "2026-11-02").exists()
+    assert not (tmp_path / dag.dag_id / "2026-11-04").exists()
+
+    # The window parameters of earlier versions would sync another window under this day: refused.
+    refused = dag.test(
+        logical_date=dt.datetime(2026, 11, 3, 12, tzinfo=dt.UTC),
+        run_conf={"window_start": "2026-11-05", "window_end": "2026-11-06"},
+    )
+    assert refused.state == "failed"
+    assert not (tmp_path / dag.dag_id / "2026-11-05").exists()
+
+    # Any time on Nov 3 names the same day: a rerun, which finds everything already there.
+    rerun = dag.test(logical_date=dt.datetime(2026, 11, 3, 18, tzinfo=dt.UTC))
 
     assert rerun.state == "success"
     second = _report(tmp_path, dag.dag_id, "2026-11-03")

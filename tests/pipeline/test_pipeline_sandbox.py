@@ -76,19 +76,21 @@ def test_mail_already_tracked_by_server_side_sync_is_not_duplicated(sandbox: Any
     first = next(
         json.loads(line)
         for line in gzip.decompress(payloads.read_bytes()).splitlines()
-        if b'"create"' in line
+        if json.loads(line)["email"] is not None
     )
     # Server-side sync tracked this message first, under its own random activityid.
     hook = DataverseHook("dataverse_default")
-    hook.create("emails", {"subject": "tracked by SSS", "messageid": first["message_id"]})
+    hook.create("emails", {"subject": "tracked by SSS", "messageid": first["internet_message_id"]})
 
     runner.load(carol)
     counts = runner.report(carol)
 
-    matching = [row for row in _emails(sandbox) if row["messageid"] == first["message_id"]]
+    matching = [row for row in _emails(sandbox) if row["messageid"] == first["internet_message_id"]]
     assert len(matching) == 1
     assert matching[0]["subject"] == "tracked by SSS"
-    entry = next(e for e in _ledger(runner, carol) if e["message_id"] == first["message_id"])
+    entry = next(
+        e for e in _ledger(runner, carol) if e["internet_message_id"] == first["internet_message_id"]
+    )
     assert entry["outcome"] == "already_present"
     assert counts["failed"] == 0
 
@@ -130,7 +132,7 @@ def test_a_crash_between_batches_then_a_rerun_leaves_no_duplicate_and_no_gap(
     counts = runner.report(alice)
 
     ledger = _ledger(runner, alice)
-    expected = {e["message_id"] for e in ledger if e["outcome"] in ("created", "already_present")}
+    expected = {e["internet_message_id"] for e in ledger if e["outcome"] in ("created", "already_present")}
     rows = _emails(sandbox)
     assert Counter(row["messageid"] for row in rows).most_common(1)[0][1] == 1, "a message was created twice"
     assert {row["messageid"] for row in rows} == expected, "a message is missing"
@@ -160,8 +162,10 @@ def test_two_grants_loading_a_shared_message_at_once_produce_one_row(sandbox: An
         thread.join()
     assert not errors
 
-    alice_ids = {e["message_id"] for e in _ledger(runners["alice"], alice) if e["outcome"] != "skipped"}
-    bob_ids = {e["message_id"] for e in _ledger(runners["bob"], bob) if e["outcome"] != "skipped"}
+    alice_ids = {
+        e["internet_message_id"] for e in _ledger(runners["alice"], alice) if e["outcome"] != "skipped"
+    }
+    bob_ids = {e["internet_message_id"] for e in _ledger(runners["bob"], bob) if e["outcome"] != "skipped"}
     shared = alice_ids & bob_ids
     assert shared, "the seed must contain mail present in both mailboxes"
     rows = Counter(row["messageid"] for row in _emails(sandbox))

@@ -17,13 +17,8 @@ from fastapi.testclient import TestClient
 
 from nylas_dataverse.core.config import GrantConfig, parse_config
 from nylas_dataverse.core.window import Window
-from nylas_dataverse.hooks.dataverse import DataverseHook
-from nylas_dataverse.hooks.nylas import NylasHook
-from nylas_dataverse.pipeline.extract import extract_window
-from nylas_dataverse.pipeline.load import load_window
-from nylas_dataverse.pipeline.report import report_window
+from nylas_dataverse.pipeline.run import run_window
 from nylas_dataverse.pipeline.staging import RunStaging
-from nylas_dataverse.pipeline.transform import transform_window
 from nylas_dataverse.realtime.inbox import Inbox
 from nylas_dataverse.realtime.receiver import create_standalone_app
 from nylas_dataverse_sandbox.nylas.webhooks import WebhookSender
@@ -44,14 +39,9 @@ def grants(sandbox: Any, extra: list[dict[str, Any]] | None = None) -> dict[str,
 
 def run_daily(root: ObjectStoragePath, grant: GrantConfig, day: dt.date = DAY) -> dict[str, Any]:
     """extract -> transform -> load -> report for one grant and day, as the daily DAG runs them."""
-    start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
-    staging = RunStaging(root, grant.dag_id, day.isoformat())
-    extract_window(
-        grant, Window(start, start + dt.timedelta(days=1)), staging, NylasHook(grant.nylas_conn_id)
-    )
-    transform_window(grant, staging, DataverseHook(grant.dataverse_conn_id))
-    load_window(grant, staging, DataverseHook(grant.dataverse_conn_id))
-    return report_window(grant, staging)
+    counts = run_window(grant, RunStaging(root, grant.dag_id, day.isoformat()), window=Window.for_day(day))
+    assert counts is not None
+    return counts
 
 
 def envelope(

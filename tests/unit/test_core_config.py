@@ -43,7 +43,13 @@ def test_a_minimal_grant_gets_the_built_in_defaults() -> None:
     only = result.grants[0]
     assert only.dag_id == "nylas_to_dataverse__alice"
     assert (only.nylas_conn_id, only.dataverse_conn_id) == ("nylas_default", "dataverse_default")
-    assert (only.page_size, only.max_failures, only.batch_size, only.max_concurrency) == (200, 0, 50, 4)
+    # Page size and concurrency are the connections' (their extras) unless a grant caps them.
+    assert (only.page_size, only.max_failures, only.batch_size, only.max_concurrency) == (None, 0, 50, None)
+    assert (only.query_overlap_minutes, only.verify_after_load, only.remove_race_duplicates) == (
+        60,
+        True,
+        False,
+    )
     assert only.headers_field == "include_headers"
     assert only.enabled is True
     assert only.email is None

@@ -11,9 +11,13 @@ from nylas_dataverse.core.identity import (
     MESSAGE_ID_MAX_LENGTH,
     MessageIdSource,
     activity_id,
+    canonical_message_id,
     dataverse_message_id,
     extract_message_id,
     header_value,
+    lookup_values,
+    message_id_key,
+    reply_parent_message_id,
     synthetic_message_id,
 )
 from nylas_dataverse.core.messages import NylasMessage
@@ -42,7 +46,9 @@ def test_header_value_is_case_insensitive_and_takes_the_first(name: str, expecte
     [
         pytest.param([("Message-ID", "<CH2PR21MB@outlook.com>")], "<CH2PR21MB@outlook.com>", id="as-sent"),
         pytest.param([("Message-Id", "  <a+b/c=d@x.example>\r\n")], "<a+b/c=d@x.example>", id="stripped"),
-        pytest.param([("Message-ID", "no-brackets@x")], "no-brackets@x", id="kept-without-brackets"),
+        pytest.param([("Message-ID", "no-brackets@x")], "<no-brackets@x>", id="brackets-added"),
+        pytest.param([("Message-ID", "<folded\r\n @x>")], "<folded@x>", id="folding-removed"),
+        pytest.param([("Message-ID", "<>")], None, id="empty-brackets"),
         pytest.param([("Message-ID", "<Case@X>")], "<Case@X>", id="case-kept"),
         pytest.param([("Message-ID", "   ")], None, id="blank"),
         pytest.param([("Message-ID", "")], None, id="empty"),
@@ -118,3 +124,51 @@ def test_the_same_message_maps_to_the_same_activity_whichever_grant_sees_it(mess
     bob = message(grant_id="grant-bob", id="b7", folders=["SENT"])
     assert activity_id(dataverse_message_id(alice)[0]) == activity_id(dataverse_message_id(bob)[0])
     assert activity_id("<a@x>") != activity_id("<b@x>")
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("<CAF+abc@mail.gmail.com>", "<caf+ABC@MAIL.GMAIL.COM>"),
+        ("<a@x>", " <a@x>\r\n"),
+        ("<a@x>", "a@x"),
+        ("<long\r\n\t-id@x>", "<long-id@x>"),
+    ],
+)
+def test_message_ids_compare_by_one_rule(first: str, second: str) -> None:
+    assert message_id_key(first) == message_id_key(second)
+
+
+def test_different_message_ids_stay_different() -> None:
+    assert message_id_key("<a@x>") != message_id_key("<b@x>")
+
+
+def test_the_deterministic_id_of_a_well_formed_message_id_is_unchanged_by_the_rule() -> None:
+    # Rows loaded by earlier versions used the header as sent: the canonical form of a well-formed id is it.
+    assert canonical_message_id("<quote-40@fabrikam.example>") == "<quote-40@fabrikam.example>"
+    assert activity_id(canonical_message_id(" <quote-40@fabrikam.example> ") or "") == uuid.UUID(
+        "1d7152f4-ab9d-51a3-95b7-c8b64a26317d"
+    )
+
+
+def test_lookups_ask_for_both_forms_other_writers_may_have_stored() -> None:
+    assert lookup_values("<a@x>") == ("<a@x>", "a@x")
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        pytest.param([("In-Reply-To", "<parent@x>")], "<parent@x>", id="in-reply-to"),
+        pytest.param([("In-Reply-To", "<p1@x> <p2@x>")], "<p1@x>", id="in-reply-to-first"),
+        pytest.param([("References", "<root@x> <mid@x>\r\n <last@x>")], "<last@x>", id="references-last"),
+        pytest.param(
+            [("References", "<root@x>"), ("In-Reply-To", "<parent@x>")], "<parent@x>", id="in-reply-to-wins"
+        ),
+        pytest.param([("In-Reply-To", "parent@x")], "<parent@x>", id="bare-in-reply-to"),
+        pytest.param([], None, id="not-a-reply"),
+    ],
+)
+def test_the_message_a_reply_answers(
+    message: MessageFactory, headers: list[tuple[str, str]], expected: str | None
+) -> None:
+    assert reply_parent_message_id(message(headers=headers)) == expected

@@ -16,7 +16,7 @@ def entry(nylas_id: str, outcome: Outcome, reason: str | None = None) -> LedgerE
     return LedgerEntry(
         nylas_id=nylas_id,
         grant_id="grant-alice",
-        message_id=f"<{nylas_id}@x>",
+        internet_message_id=f"<{nylas_id}@x>",
         outcome=outcome,
         reason=reason,
         activity_id=None if outcome in (Outcome.SKIPPED, Outcome.FAILED) else f"aid-{nylas_id}",
@@ -64,11 +64,16 @@ def test_ledger_json_has_exactly_the_documented_fields() -> None:
     assert entry("m1", Outcome.CREATED).to_json() == {
         "nylas_id": "m1",
         "grant_id": "grant-alice",
-        "message_id": "<m1@x>",
+        "internet_message_id": "<m1@x>",
         "outcome": "created",
         "reason": None,
         "activity_id": "aid-m1",
     }
+
+
+def test_ledgers_written_before_the_rename_are_still_read() -> None:
+    old = {"nylas_id": "m1", "grant_id": "g", "message_id": "<m1@x>", "outcome": "created"}
+    assert LedgerEntry.from_json(old).internet_message_id == "<m1@x>"
 
 
 @pytest.mark.parametrize(

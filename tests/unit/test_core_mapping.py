@@ -9,13 +9,46 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from nylas_dataverse.core import mapping
 from nylas_dataverse.core.identity import activity_id, synthetic_message_id
-from nylas_dataverse.core.mapping import MappingContext, decode_subject, map_message
+from nylas_dataverse.core.mapping import MappingContext, decode_subject
 from nylas_dataverse.core.messages import BadMessage, NylasMessage, parse_message
 from nylas_dataverse.core.policy import FolderRoles
 from nylas_dataverse.core.resolution import Directory, DirectoryRow
+from nylas_dataverse.core.text import utf16_len
+from nylas_dataverse.hooks.dataverse_tables import email_complete_body, email_create_body
 
 MessageFactory = Callable[..., NylasMessage]
+
+
+class Payload:
+    """The mapping as Dataverse receives it: the record rendered into the POST and the completing PATCH."""
+
+    def __init__(self, mapped: mapping.MappedEmail) -> None:
+        record = mapped.record
+        self.record = record
+        self.create = email_create_body(record)
+        self.complete = email_complete_body(record)
+        self.activity_id = record.activity_id
+        self.message_id = record.internet_message_id
+        self.message_id_source = record.message_id_source
+        self.outgoing = record.outgoing
+        self.unresolved = mapped.unresolved
+        self.ambiguous = mapped.ambiguous
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Payload) and (self.record, self.unresolved, self.ambiguous) == (
+            other.record,
+            other.unresolved,
+            other.ambiguous,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def map_message(msg: NylasMessage, directory: Directory, ctx: MappingContext) -> Payload:
+    return Payload(mapping.map_message(msg, directory, ctx))
+
 
 ALICE_USER = "00000000-0000-0000-0000-0000000000a1"
 BOB_USER = "00000000-0000-0000-0000-0000000000b0"
@@ -565,3 +598,47 @@ def test_every_parsed_message_maps_within_dataverse_limits(raw: dict[str, Any]) 
     assert len(create.get("torecipients", "")) <= 500
     assert len(create["messageid"]) <= 320
     assert all(len(p["addressused"]) <= 320 for p in create["email_activity_parties"])
+
+
+# ------------------------------------------------------------------------------------------------
+# lengths in UTF-16 code units, as Dataverse counts them
+
+
+def test_a_long_subject_full_of_emoji_fits_dataverse(message: MessageFactory) -> None:
+    subject = map_message(message(subject="😀" * 500), DIRECTORY, CTX).create["subject"]
+    assert utf16_len(subject) <= 800
+    assert subject == "😀" * 399 + "…"
+
+
+def test_recipients_and_addresses_are_counted_in_code_units(message: MessageFactory) -> None:
+    astral = "😀" * 100 + "@x.example"  # 110 characters, 210 code units
+    payload = map_message(
+        message(to=[astral, astral.replace("@", "1@"), astral.replace("@", "2@")]), DIRECTORY, CTX
+    )
+    assert payload.create["torecipients"].count(";") == 1  # two fit in 500 units, three would not
+    long_cc = "😀" * 300 + "@x.example"
+    party = next(
+        p
+        for p in map_message(message(cc=[long_cc]), DIRECTORY, CTX).create["email_activity_parties"]
+        if p["participationtypemask"] == 3
+    )
+    assert utf16_len(party["addressused"]) <= 320
+    sender = map_message(message(from_=["😀" * 200 + "@x.example"]), DIRECTORY, CTX).create["sender"]
+    assert utf16_len(sender) <= 250
+
+
+def test_the_regarding_rule_that_chose_the_record_is_recorded(message: MessageFactory) -> None:
+    incoming = mapping.map_message(message(from_=["carol@fabrikam.example"]), DIRECTORY, CTX).record
+    assert (incoming.regarding, incoming.regarding_rule) == (
+        mapping.RecordRef("contact", CAROL_CONTACT),
+        "counterpart",
+    )
+    via_cc = mapping.map_message(
+        message(from_=["nobody@nowhere.example"], to=["alice@contoso.example"], cc=["info@fabrikam.example"]),
+        DIRECTORY,
+        CTX,
+    ).record
+    assert (via_cc.regarding, via_cc.regarding_rule) == (
+        mapping.RecordRef("account", FABRIKAM_ACCOUNT),
+        "other_party",
+    )

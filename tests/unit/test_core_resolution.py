@@ -4,16 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nylas_dataverse.core.resolution import (
-    Directory,
-    DirectoryRow,
-    Resolution,
-    email_columns,
-    entity_set,
-    party_nav,
-    regarding_nav,
-    select_columns,
-)
+from nylas_dataverse.core.resolution import Directory, DirectoryRow, Resolution, email_columns
 
 ADDRESS = "carol@fabrikam.example"
 
@@ -25,30 +16,6 @@ def row(
     return DirectoryRow(
         entity=entity, id=record_id, email_column=column, address=address, created_on=created_on
     )
-
-
-@pytest.mark.parametrize(
-    ("entity", "entity_set_name", "party", "regarding"),
-    [
-        ("systemuser", "systemusers", "partyid_systemuser", None),
-        ("contact", "contacts", "partyid_contact", "regardingobjectid_contact_email"),
-        ("account", "accounts", "partyid_account", "regardingobjectid_account_email"),
-        ("lead", "leads", "partyid_lead", "regardingobjectid_lead_email"),
-    ],
-)
-def test_dataverse_names_per_entity(
-    entity: str, entity_set_name: str, party: str, regarding: str | None
-) -> None:
-    assert entity_set(entity) == entity_set_name
-    assert party_nav(entity) == party
-    assert regarding_nav(entity) == regarding
-
-
-@pytest.mark.parametrize("function", [entity_set, party_nav, regarding_nav, email_columns, select_columns])
-@pytest.mark.parametrize("entity", ["queue", "Contact", "contacts", ""])
-def test_unknown_entities_are_rejected(function: object, entity: str) -> None:
-    with pytest.raises(ValueError, match="unknown entity"):
-        function(entity)  # type: ignore[operator]
 
 
 @pytest.mark.parametrize(
@@ -156,66 +123,6 @@ def test_rows_must_name_a_real_email_column_of_their_entity(entity: str, column:
         DirectoryRow(entity=entity, id="x", email_column=column, address=ADDRESS)
 
 
-def test_rows_from_web_api_records() -> None:
-    record = {
-        "@odata.etag": 'W/"1"',
-        "contactid": "c1",
-        "fullname": "Carol Customer",
-        "createdon": "2024-01-01T00:00:00Z",
-        "emailaddress1": "carol@fabrikam.example",
-        "emailaddress2": None,
-        "emailaddress3": "c.customer@fabrikam.example",
-    }
-    assert DirectoryRow.from_odata("contact", record) == (
-        DirectoryRow(
-            "contact",
-            "c1",
-            "emailaddress1",
-            "carol@fabrikam.example",
-            "2024-01-01T00:00:00Z",
-            "Carol Customer",
-        ),
-        DirectoryRow(
-            "contact",
-            "c1",
-            "emailaddress3",
-            "c.customer@fabrikam.example",
-            "2024-01-01T00:00:00Z",
-            "Carol Customer",
-        ),
-    )
-    user = {"systemuserid": "u1", "fullname": "Alice", "internalemailaddress": "alice@contoso.example"}
-    assert DirectoryRow.from_odata("systemuser", user) == (
-        DirectoryRow("systemuser", "u1", "internalemailaddress", "alice@contoso.example", "", "Alice"),
-    )
-    account = {
-        "accountid": "a1",
-        "name": "Fabrikam",
-        "emailaddress1": "  ",
-        "emailaddress2": "info@fabrikam.example",
-    }
-    assert [r.email_column for r in DirectoryRow.from_odata("account", account)] == ["emailaddress2"]
-    with pytest.raises(ValueError, match="leadid"):
-        DirectoryRow.from_odata("lead", {"emailaddress1": ADDRESS})
-
-
-@pytest.mark.parametrize(
-    ("entity", "columns"),
-    [
-        ("systemuser", ("systemuserid", "fullname", "createdon", "internalemailaddress")),
-        (
-            "contact",
-            ("contactid", "fullname", "createdon", "emailaddress1", "emailaddress2", "emailaddress3"),
-        ),
-        ("account", ("accountid", "name", "createdon", "emailaddress1", "emailaddress2", "emailaddress3")),
-        ("lead", ("leadid", "fullname", "createdon", "emailaddress1", "emailaddress2", "emailaddress3")),
-    ],
-)
-def test_select_columns_cover_what_from_odata_reads(entity: str, columns: tuple[str, ...]) -> None:
-    assert select_columns(entity) == columns
-    assert set(email_columns(entity)) <= set(columns)
-
-
 _rows = st.lists(
     st.builds(
         lambda entity, number, column, created: row(
@@ -232,6 +139,22 @@ _rows = st.lists(
     min_size=1,
     max_size=8,
 )
+
+
+def test_active_rows_win_over_inactive_ones_whatever_the_entity() -> None:
+    rows = [
+        DirectoryRow("contact", "c-old", "emailaddress1", ADDRESS, "2020-01-01T00:00:00Z", active=False),
+        DirectoryRow("lead", "l1", "emailaddress1", ADDRESS, "2024-01-01T00:00:00Z"),
+    ]
+    assert Directory.from_rows(rows).resolve(ADDRESS) == Resolution("lead", "l1", True, 2)
+    only_inactive = [DirectoryRow("contact", "c-old", "emailaddress1", ADDRESS, active=False)]
+    assert Directory.from_rows(only_inactive).resolve(ADDRESS) == Resolution("contact", "c-old", False, 1)
+
+
+@pytest.mark.parametrize("entity", ["queue", "Contact", "contacts", ""])
+def test_unknown_entities_are_rejected(entity: str) -> None:
+    with pytest.raises(ValueError, match="unknown entity"):
+        email_columns(entity)
 
 
 @settings(max_examples=200, deadline=None)

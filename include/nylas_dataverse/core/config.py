@@ -7,10 +7,15 @@ Shape::
       dataverse_conn_id: dataverse_default
       org_domains: [contoso.example]
       headers_field: include_headers        # or include_basic_headers
-      page_size: 200                        # 1..200
+      page_size: 200                        # messages per Nylas page, 1..200 (default: the Nylas connection's
+                                            # page_size extra, else 200)
       max_failures: 0                       # a run fails when failed > max_failures
       batch_size: 50                        # emails per $batch request, 1..500
-      max_concurrency: 4                    # parallel $batch requests, 1..52
+      max_concurrency: 4                    # optional cap on parallel $batch requests, 1..52 (default: the
+                                            # Dataverse connection's max_concurrency extra)
+      query_overlap_minutes: 60             # the Nylas query reaches this far into both neighbouring days
+      verify_after_load: true               # look the created Message-IDs up again for second rows
+      remove_race_duplicates: false         # and delete the copy this pipeline made when there is one
       policy:
         internal_only: skip                 # skip | track
         skip_automated: true
@@ -55,6 +60,8 @@ from typing import Any, Literal
 
 import yaml
 
+from nylas_dataverse.core.errors import FailureKind, PipelineError
+
 InternalOnly = Literal["skip", "track"]
 HeadersField = Literal["include_headers", "include_basic_headers"]
 
@@ -66,6 +73,7 @@ DAG_ID_PREFIX = "nylas_to_dataverse__"
 _SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 # Keys whose DAG id another DAG of the project already uses (nylas_to_dataverse__realtime).
 RESERVED_KEYS = frozenset({"realtime"})
+REALTIME_DAG_ID = f"{DAG_ID_PREFIX}realtime"
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
 _DOMAIN = re.compile(r"[^@\s]+\.[^@\s]+")
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
@@ -94,19 +102,28 @@ class GrantConfig:
     dataverse_conn_id: str = "dataverse_default"
     org_domains: tuple[str, ...] = ()
     headers_field: HeadersField = "include_headers"
-    page_size: int = 200
+    page_size: int | None = None
     max_failures: int = 0
     batch_size: int = 50
-    max_concurrency: int = 4
+    max_concurrency: int | None = None
+    query_overlap_minutes: int = 60
+    verify_after_load: bool = True
+    remove_race_duplicates: bool = False
     policy: PolicyConfig = field(default_factory=PolicyConfig)
 
     @property
     def dag_id(self) -> str:
         return f"{DAG_ID_PREFIX}{self.key}"
 
+    @property
+    def query_overlap(self) -> datetime.timedelta:
+        return datetime.timedelta(minutes=self.query_overlap_minutes)
 
-class ConfigError(Exception):
+
+class ConfigError(PipelineError):
     """One problem in the grants file, naming the file, the grant (if any) and the key (if any)."""
+
+    KIND = FailureKind.CONFIG
 
     def __init__(self, source: str, grant: str | None, key: str | None, message: str) -> None:
         self.source = source
@@ -301,6 +318,9 @@ _SETTING_KEYS: dict[str, Validator] = {
     "max_failures": _integer(0, None),
     "batch_size": _integer(1, 500),
     "max_concurrency": _integer(1, 52),
+    "query_overlap_minutes": _integer(0, 1440),
+    "verify_after_load": _flag,
+    "remove_race_duplicates": _flag,
 }
 
 _GRANT_OWN_KEYS: dict[str, Validator] = {

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from nylas_dataverse.core.errors import FailureKind, PipelineError
+
 
 class Outcome(StrEnum):
     CREATED = "created"
@@ -32,18 +34,25 @@ class Outcome(StrEnum):
     FAILED = "failed"
 
 
-class LedgerInvariantError(Exception):
+class LedgerInvariantError(PipelineError):
     """The run's counts do not add up, or a message was recorded twice."""
 
+    KIND = FailureKind.STAGING
 
-_FIELDS = ("nylas_id", "grant_id", "message_id", "outcome", "reason", "activity_id")
+
+_FIELDS = ("nylas_id", "grant_id", "internet_message_id", "outcome", "reason", "activity_id")
+# Ledgers written before 0.2 called the Internet Message-ID "message_id"; they are still read.
+_OLD_NAMES = {"message_id": "internet_message_id"}
 
 
 @dataclass(frozen=True)
 class LedgerEntry:
+    """One message's outcome. ``nylas_id`` is Nylas' id of the grant's copy; ``internet_message_id`` is the
+    RFC Message-ID that deduplicates (Dataverse's ``messageid``)."""
+
     nylas_id: str
     grant_id: str
-    message_id: str | None
+    internet_message_id: str | None
     outcome: Outcome
     reason: str | None = None
     activity_id: str | None = None
@@ -61,7 +70,7 @@ class LedgerEntry:
         return {
             "nylas_id": self.nylas_id,
             "grant_id": self.grant_id,
-            "message_id": self.message_id,
+            "internet_message_id": self.internet_message_id,
             "outcome": str(self.outcome),
             "reason": self.reason,
             "activity_id": self.activity_id,
@@ -69,14 +78,15 @@ class LedgerEntry:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> LedgerEntry:
-        """Inverse of `to_json`; raises ValueError naming the bad field."""
+        """Inverse of `to_json` (also of older ledgers); raises ValueError naming the bad field."""
+        data = {_OLD_NAMES.get(name, name): value for name, value in data.items()}
         unknown = sorted(set(data) - set(_FIELDS))
         if unknown:
             raise ValueError(f"ledger entry has unknown field(s) {unknown}")
         for name in ("nylas_id", "grant_id", "outcome"):
             if not isinstance(data.get(name), str):
                 raise ValueError(f"ledger entry field {name!r} must be a string, got {data.get(name)!r}")
-        for name in ("message_id", "reason", "activity_id"):
+        for name in ("internet_message_id", "reason", "activity_id"):
             if data.get(name) is not None and not isinstance(data.get(name), str):
                 raise ValueError(
                     f"ledger entry field {name!r} must be a string or null, got {data.get(name)!r}"
@@ -91,7 +101,7 @@ class LedgerEntry:
         return cls(
             nylas_id=data["nylas_id"],
             grant_id=data["grant_id"],
-            message_id=data.get("message_id"),
+            internet_message_id=data.get("internet_message_id"),
             outcome=outcome,
             reason=data.get("reason"),
             activity_id=data.get("activity_id"),

@@ -1,30 +1,32 @@
-"""One `NylasMessage` + a resolved `Directory` + grant context -> one Dataverse `email` payload.
+"""One `NylasMessage` + a resolved `Directory` + grant context -> one `EmailRecord` for Dataverse.
 
-`create` is the body of `POST /emails` and holds only these keys:
+An ``EmailRecord`` holds what the ``email`` row will say, in the project's own terms; the Dataverse wire body
+(column and navigation-property names, ``@odata.bind`` references, state codes) is rendered from it next to
+the
+hook (``hooks/dataverse_tables.py``). The rules, per field:
 
-- `activityid`: uuid5 of the `messageid` (see identity), so a second create of the message collides.
-- `subject`: RFC 2047 encoded-words decoded (an undecodable word is kept as written); longer than 800
-  characters -> the first 799 and "…".
-- `description`: the HTML body sanitised by nh3 (scripts, styles, event handlers, `javascript:` links
-  and comments removed; ordinary formatting tags and links kept, links get `rel="noopener noreferrer"`).
-  Without a body: the snippet, HTML-escaped, in a `<p>`.
-- `sender`: the first From address, cut to 250 characters. Omitted when there is no From address.
-- `torecipients`: distinct To addresses joined with ";", as many whole addresses (in order) as fit in
-  500 characters. Omitted when there is no To address.
-- `directioncode`: true for outgoing mail (see policy.is_outgoing).
-- `actualend`: the message date, `YYYY-MM-DDTHH:MM:SSZ` in UTC.
-- `messageid`: see identity.
-- `email_activity_parties`: mask 1 per From, 2 per To, 3 per Cc, 4 per Bcc address, de-duplicated by
-  (mask, casefolded address). A resolved address binds `partyid_<entity>` and keeps `addressused`; an
-  unresolved one has only `addressused` (cut to 320 characters).
-- `regardingobjectid_<entity>_email@odata.bind` (optional): candidates are the counterpart first (the
-  sender of incoming mail, the first To recipient of outgoing mail), then the other external parties
-  (not on the org's domains) in From, To, Cc order. For each entity of `regarding_preference` in turn,
-  the first candidate resolving to that entity is chosen. No match -> no regarding key.
-- `ownerid@odata.bind` (optional): the mailbox owner's system user, when known.
+- ``activity_id``: uuid5 of the Internet Message-ID (see identity), so a second create of the message
+  collides.
+- ``subject``: RFC 2047 encoded-words decoded (an undecodable word is kept as written); longer than 800 UTF-16
+  code units -> cut to fit, ending in "…".
+- ``description``: the HTML body sanitised by nh3 (scripts, styles, event handlers, ``javascript:`` links
+  and comments removed; ordinary formatting tags and links kept, links get ``rel="noopener noreferrer"``).
+  Without a body: the snippet, HTML-escaped, in a ``<p>``.
+- ``sender``: the first From address, cut to 250 units; None without a From address.
+- ``to_recipients``: distinct To addresses joined with ";", as many whole addresses (in order) as fit in 500
+  units; None without a To address.
+- ``outgoing``: see policy.is_outgoing.
+- ``actual_end``: the message date, ``YYYY-MM-DDTHH:MM:SSZ`` in UTC.
+- ``parties``: mask 1 per From, 2 per To, 3 per Cc, 4 per Bcc address, de-duplicated by (mask, casefolded
+  address). A resolved address names its record; every party keeps its address (cut to 320 units).
+- ``regarding`` (optional): candidates are the counterpart first (the sender of incoming mail, the first To
+  recipient of outgoing mail), then the other external parties (not on the org's domains) in From, To, Cc
+  order. For each entity of ``regarding_preference`` in turn, the first candidate resolving to that entity is
+  chosen (``regarding_rule`` says which: ``counterpart`` or ``other_party``). No match -> None.
+- ``owner_id`` (optional): the mailbox owner's system user, when known.
+- ``parent_message_id``: the Message-ID the message answers (identity.reply_parent_message_id), if any.
 
-`statecode`/`statuscode` are never in `create` (Dataverse ignores or rejects them on create); `complete`
-is the follow-up PATCH: Completed with status Sent (3) for outgoing, Received (4) for incoming mail.
+All lengths are counted in UTF-16 code units, as Dataverse counts them (``core/text.py``).
 """
 
 from __future__ import annotations
@@ -32,17 +34,23 @@ from __future__ import annotations
 import datetime
 import html
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from email.header import decode_header
 from typing import Any
 
 import nh3
 
-from nylas_dataverse.core.identity import MessageIdSource, activity_id, dataverse_message_id
+from nylas_dataverse.core.identity import (
+    MessageIdSource,
+    activity_id,
+    dataverse_message_id,
+    reply_parent_message_id,
+)
 from nylas_dataverse.core.messages import NylasMessage, Participant
 from nylas_dataverse.core.policy import FolderRoles, domain_of, is_outgoing
-from nylas_dataverse.core.resolution import Directory, entity_set, party_nav, regarding_nav
+from nylas_dataverse.core.resolution import Directory, check_entity
+from nylas_dataverse.core.text import cut_utf16, utf16_len
 
 SUBJECT_MAX = 800
 SENDER_MAX = 250
@@ -50,7 +58,9 @@ TORECIPIENTS_MAX = 500
 ADDRESSUSED_MAX = 320
 TRUNCATION_MARK = "…"
 MASK_FROM, MASK_TO, MASK_CC, MASK_BCC = 1, 2, 3, 4
-STATE_COMPLETED, STATUS_SENT, STATUS_RECEIVED = 1, 3, 4
+PARTY_MASKS = (MASK_FROM, MASK_TO, MASK_CC, MASK_BCC)
+REGARDING_COUNTERPART = "counterpart"
+REGARDING_OTHER_PARTY = "other_party"
 
 _WORD = r"=\?[^?\s]+\?[qQbB]\?[^?\s]*\?="
 # A run of encoded-words separated only by whitespace, which RFC 2047 says to drop when decoding.
@@ -70,51 +80,144 @@ class MappingContext:
 
 
 @dataclass(frozen=True)
-class EmailPayload:
+class RecordRef:
+    """A Dataverse record by table (systemuser, contact, account, lead) and id."""
+
+    entity: str
+    id: str
+
+    def __post_init__(self) -> None:
+        check_entity(self.entity)
+
+
+@dataclass(frozen=True)
+class Party:
+    mask: int
+    address: str
+    record: RecordRef | None = None
+
+    def __post_init__(self) -> None:
+        if self.mask not in PARTY_MASKS:
+            raise ValueError(f"participation mask must be one of {PARTY_MASKS}, got {self.mask!r}")
+
+
+@dataclass(frozen=True)
+class EmailRecord:
+    """What one Dataverse ``email`` row will hold (see the module docstring for each field's rule)."""
+
     activity_id: str
-    message_id: str
+    internet_message_id: str
     message_id_source: MessageIdSource
-    create: dict[str, Any]
-    complete: dict[str, int]
+    subject: str
+    description: str
     outgoing: bool
+    actual_end: str
+    parties: tuple[Party, ...]
+    sender: str | None = None
+    to_recipients: str | None = None
+    regarding: RecordRef | None = None
+    regarding_rule: str | None = None
+    owner_id: str | None = None
+    parent_message_id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "activity_id": self.activity_id,
+            "internet_message_id": self.internet_message_id,
+            "message_id_source": self.message_id_source.value,
+            "subject": self.subject,
+            "description": self.description,
+            "outgoing": self.outgoing,
+            "actual_end": self.actual_end,
+            "parties": [_party_json(party) for party in self.parties],
+            "sender": self.sender,
+            "to_recipients": self.to_recipients,
+            "regarding": _ref_json(self.regarding),
+            "regarding_rule": self.regarding_rule,
+            "owner_id": self.owner_id,
+            "parent_message_id": self.parent_message_id,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> EmailRecord:
+        """Inverse of ``to_json``; raises ValueError/KeyError/TypeError on a malformed record."""
+        return cls(
+            activity_id=_str(data["activity_id"]),
+            internet_message_id=_str(data["internet_message_id"]),
+            message_id_source=MessageIdSource(data["message_id_source"]),
+            subject=_str(data["subject"]),
+            description=_str(data["description"]),
+            outgoing=bool(data["outgoing"]),
+            actual_end=_str(data["actual_end"]),
+            parties=tuple(
+                Party(int(p["mask"]), _str(p["address"]), _ref(p.get("record"))) for p in data["parties"]
+            ),
+            sender=_opt_str(data.get("sender")),
+            to_recipients=_opt_str(data.get("to_recipients")),
+            regarding=_ref(data.get("regarding")),
+            regarding_rule=_opt_str(data.get("regarding_rule")),
+            owner_id=_opt_str(data.get("owner_id")),
+            parent_message_id=_opt_str(data.get("parent_message_id")),
+        )
+
+
+def _str(value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _opt_str(value: object) -> str | None:
+    return None if value is None else _str(value)
+
+
+def _ref_json(ref: RecordRef | None) -> dict[str, str] | None:
+    return None if ref is None else {"entity": ref.entity, "id": ref.id}
+
+
+def _ref(data: object) -> RecordRef | None:
+    if data is None:
+        return None
+    if not isinstance(data, Mapping):
+        raise TypeError(f"expected a record reference, got {type(data).__name__}")
+    return RecordRef(_str(data["entity"]), _str(data["id"]))
+
+
+def _party_json(party: Party) -> dict[str, Any]:
+    return {"mask": party.mask, "address": party.address, "record": _ref_json(party.record)}
+
+
+@dataclass(frozen=True)
+class MappedEmail:
+    """``map_message``'s result: the record, plus what the run report counts about its addresses."""
+
+    record: EmailRecord
     unresolved: tuple[str, ...]
     ambiguous: tuple[str, ...]
 
 
-def map_message(msg: NylasMessage, directory: Directory, ctx: MappingContext) -> EmailPayload:
+def map_message(msg: NylasMessage, directory: Directory, ctx: MappingContext) -> MappedEmail:
     outgoing = is_outgoing(msg, ctx.grant_email, ctx.folder_roles)
     message_id, source = dataverse_message_id(msg)
-    activity = str(activity_id(message_id))
     parties, unresolved, ambiguous = _parties(msg, directory)
-
-    create: dict[str, Any] = {
-        "activityid": activity,
-        "subject": _subject(msg.subject),
-        "description": _description(msg),
-        "directioncode": outgoing,
-        "actualend": _utc_timestamp(msg.date),
-        "messageid": message_id,
-        "email_activity_parties": parties,
-    }
-    if msg.from_:
-        create["sender"] = msg.from_[0].email[:SENDER_MAX]
-    to_recipients = _to_recipients(msg.to)
-    if to_recipients:
-        create["torecipients"] = to_recipients
-    create.update(_regarding(msg, directory, ctx, outgoing))
-    if ctx.owner_systemuser_id:
-        create["ownerid@odata.bind"] = f"/{entity_set('systemuser')}({ctx.owner_systemuser_id})"
-
-    return EmailPayload(
-        activity_id=activity,
-        message_id=message_id,
+    regarding, rule = _regarding(msg, directory, ctx, outgoing)
+    record = EmailRecord(
+        activity_id=str(activity_id(message_id)),
+        internet_message_id=message_id,
         message_id_source=source,
-        create=create,
-        complete={"statecode": STATE_COMPLETED, "statuscode": STATUS_SENT if outgoing else STATUS_RECEIVED},
+        subject=_subject(msg.subject),
+        description=_description(msg),
         outgoing=outgoing,
-        unresolved=unresolved,
-        ambiguous=ambiguous,
+        actual_end=_utc_timestamp(msg.date),
+        parties=parties,
+        sender=cut_utf16(msg.from_[0].email, SENDER_MAX) if msg.from_ else None,
+        to_recipients=_to_recipients(msg.to) or None,
+        regarding=regarding,
+        regarding_rule=rule,
+        owner_id=ctx.owner_systemuser_id or None,
+        parent_message_id=reply_parent_message_id(msg),
     )
+    return MappedEmail(record, unresolved, ambiguous)
 
 
 def decode_subject(subject: str) -> str:
@@ -135,10 +238,7 @@ def _decode_run(run: str) -> str:
 
 
 def _subject(subject: str) -> str:
-    decoded = decode_subject(subject)
-    if len(decoded) > SUBJECT_MAX:
-        return decoded[: SUBJECT_MAX - len(TRUNCATION_MARK)] + TRUNCATION_MARK
-    return decoded
+    return cut_utf16(decode_subject(subject), SUBJECT_MAX, TRUNCATION_MARK)
 
 
 def _description(msg: NylasMessage) -> str:
@@ -164,7 +264,7 @@ def _to_recipients(to: tuple[Participant, ...]) -> str:
     joined = ""
     for address in _distinct(to):
         candidate = f"{joined};{address}" if joined else address
-        if len(candidate) > TORECIPIENTS_MAX:
+        if utf16_len(candidate) > TORECIPIENTS_MAX:
             break
         joined = candidate
     return joined
@@ -172,8 +272,8 @@ def _to_recipients(to: tuple[Participant, ...]) -> str:
 
 def _parties(
     msg: NylasMessage, directory: Directory
-) -> tuple[list[dict[str, Any]], tuple[str, ...], tuple[str, ...]]:
-    parties: list[dict[str, Any]] = []
+) -> tuple[tuple[Party, ...], tuple[str, ...], tuple[str, ...]]:
+    parties: list[Party] = []
     unresolved: dict[str, str] = {}
     ambiguous: dict[str, str] = {}
     for mask, participants in (
@@ -184,28 +284,26 @@ def _parties(
     ):
         for address in _distinct(participants):
             resolution = directory.resolve(address)
+            used = cut_utf16(address, ADDRESSUSED_MAX)
             if resolution is None:
                 unresolved.setdefault(address.casefold(), address)
-                parties.append({"participationtypemask": mask, "addressused": address[:ADDRESSUSED_MAX]})
+                parties.append(Party(mask, used))
                 continue
             if resolution.ambiguous:
                 ambiguous.setdefault(address.casefold(), address)
-            bind = f"/{entity_set(resolution.entity)}({resolution.id})"
-            parties.append(
-                {
-                    "participationtypemask": mask,
-                    f"{party_nav(resolution.entity)}@odata.bind": bind,
-                    "addressused": address[:ADDRESSUSED_MAX],
-                }
-            )
-    return parties, tuple(unresolved.values()), tuple(ambiguous.values())
+            parties.append(Party(mask, used, RecordRef(resolution.entity, resolution.id)))
+    return tuple(parties), tuple(unresolved.values()), tuple(ambiguous.values())
+
+
+def _counterpart(msg: NylasMessage, outgoing: bool) -> str | None:
+    if outgoing:
+        return msg.to[0].email if msg.to else None
+    return msg.from_[0].email if msg.from_ else None
 
 
 def regarding_candidates(msg: NylasMessage, org_domains: tuple[str, ...], outgoing: bool) -> list[str]:
     """Addresses considered for the regarding link, best first (see the module docstring)."""
-    counterpart = msg.to[0].email if outgoing and msg.to else None
-    if not outgoing and msg.from_:
-        counterpart = msg.from_[0].email
+    counterpart = _counterpart(msg, outgoing)
     ordered = [] if counterpart is None else [counterpart]
     own_domains = {d.casefold() for d in org_domains}
     for participant in (*msg.from_, *msg.to, *msg.cc):
@@ -217,14 +315,21 @@ def regarding_candidates(msg: NylasMessage, org_domains: tuple[str, ...], outgoi
     return list(distinct.values())
 
 
+REGARDING_ENTITIES = frozenset({"contact", "account", "lead"})
+
+
 def _regarding(
     msg: NylasMessage, directory: Directory, ctx: MappingContext, outgoing: bool
-) -> dict[str, str]:
+) -> tuple[RecordRef | None, str | None]:
     candidates = regarding_candidates(msg, ctx.org_domains, outgoing)
-    resolutions = [r for r in map(directory.resolve, candidates) if r is not None]
+    counterpart = (_counterpart(msg, outgoing) or "").casefold()
+    resolved = [(address, r) for address in candidates if (r := directory.resolve(address)) is not None]
     for entity in ctx.regarding_preference:
-        nav = regarding_nav(entity)
-        match = next((r for r in resolutions if r.entity == entity), None)
-        if nav is not None and match is not None:
-            return {f"{nav}@odata.bind": f"/{entity_set(entity)}({match.id})"}
-    return {}
+        if entity not in REGARDING_ENTITIES:
+            continue
+        match = next(((address, r) for address, r in resolved if r.entity == entity), None)
+        if match is not None:
+            address, resolution = match
+            rule = REGARDING_COUNTERPART if address.casefold() == counterpart else REGARDING_OTHER_PARTY
+            return RecordRef(resolution.entity, resolution.id), rule
+    return None, None

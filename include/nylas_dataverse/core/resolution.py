@@ -1,10 +1,15 @@
 """Choosing one Dataverse row for an email address among the rows that carry it.
 
 The pipeline looks up every distinct address of a run in bulk (contacts, accounts and leads by
-`emailaddress1..3`, system users by `internalemailaddress`) and builds a `Directory` from the rows.
+`emailaddress1..3`, system users by `internalemailaddress`) and builds a `Directory` from the rows. This
+module
+holds only the rule; how rows are queried and read (entity sets, id columns) is Dataverse vocabulary and
+lives next to the hook (`hooks/dataverse_tables.py`).
 When several rows carry the same address, the rule below (modelled on how server-side sync resolves a
 From address) picks one, and the resolution says how many records were candidates:
 
+0. active rows before inactive ones (a deactivated contact or account, a disqualified lead): an inactive
+   record is chosen only when no active record carries the address;
 1. entity priority: systemuser, then contact, then account, then lead;
 2. within that entity, the column the address was found in: `emailaddress1` (and
    `internalemailaddress`) before `emailaddress2` before `emailaddress3`;
@@ -24,56 +29,27 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 ENTITIES = ("systemuser", "contact", "account", "lead")
-EMAIL_COLUMNS = ("emailaddress1", "emailaddress2", "emailaddress3", "internalemailaddress")
+# Where each table keeps its addresses, in the rank order of rule 2.
+ENTITY_EMAIL_COLUMNS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "systemuser": ("internalemailaddress",),
+        "contact": ("emailaddress1", "emailaddress2", "emailaddress3"),
+        "account": ("emailaddress1", "emailaddress2", "emailaddress3"),
+        "lead": ("emailaddress1", "emailaddress2", "emailaddress3"),
+    }
+)
 _COLUMN_RANK = {"internalemailaddress": 1, "emailaddress1": 1, "emailaddress2": 2, "emailaddress3": 3}
 
-_ENTITY_SET = {"systemuser": "systemusers", "contact": "contacts", "account": "accounts", "lead": "leads"}
-_REGARDING_NAV = {
-    "contact": "regardingobjectid_contact_email",
-    "account": "regardingobjectid_account_email",
-    "lead": "regardingobjectid_lead_email",
-}
-# Columns to $select when querying each entity (id, display name, creation time, email columns).
-_ID_COLUMN = {"systemuser": "systemuserid", "contact": "contactid", "account": "accountid", "lead": "leadid"}
-_NAME_COLUMN = {"systemuser": "fullname", "contact": "fullname", "account": "name", "lead": "fullname"}
-_ENTITY_EMAIL_COLUMNS = {
-    "systemuser": ("internalemailaddress",),
-    "contact": ("emailaddress1", "emailaddress2", "emailaddress3"),
-    "account": ("emailaddress1", "emailaddress2", "emailaddress3"),
-    "lead": ("emailaddress1", "emailaddress2", "emailaddress3"),
-}
 
-
-def _check_entity(entity: str) -> str:
+def check_entity(entity: str) -> str:
     if entity not in ENTITIES:
         raise ValueError(f"unknown entity {entity!r}; expected one of {', '.join(ENTITIES)}")
     return entity
 
 
-def entity_set(entity: str) -> str:
-    """The Web API entity set name, e.g. contact -> contacts."""
-    return _ENTITY_SET[_check_entity(entity)]
-
-
-def party_nav(entity: str) -> str:
-    """The activity party navigation property, e.g. contact -> partyid_contact."""
-    return f"partyid_{_check_entity(entity)}"
-
-
-def regarding_nav(entity: str) -> str | None:
-    """The email's regarding navigation property; a system user cannot be regarding (None)."""
-    return _REGARDING_NAV.get(_check_entity(entity))
-
-
 def email_columns(entity: str) -> tuple[str, ...]:
     """The columns holding an entity's email addresses (the ones the bulk lookup filters on)."""
-    return _ENTITY_EMAIL_COLUMNS[_check_entity(entity)]
-
-
-def select_columns(entity: str) -> tuple[str, ...]:
-    """The columns `DirectoryRow.from_odata` needs, for `$select`."""
-    _check_entity(entity)
-    return (_ID_COLUMN[entity], _NAME_COLUMN[entity], "createdon", *_ENTITY_EMAIL_COLUMNS[entity])
+    return ENTITY_EMAIL_COLUMNS[check_entity(entity)]
 
 
 @dataclass(frozen=True)
@@ -86,38 +62,19 @@ class DirectoryRow:
     address: str
     created_on: str = ""
     name: str = ""
+    active: bool = True
 
     def __post_init__(self) -> None:
-        _check_entity(self.entity)
-        if self.email_column not in _ENTITY_EMAIL_COLUMNS[self.entity]:
+        check_entity(self.entity)
+        if self.email_column not in ENTITY_EMAIL_COLUMNS[self.entity]:
             raise ValueError(
                 f"{self.entity} has no email column {self.email_column!r};"
-                f" expected one of {', '.join(_ENTITY_EMAIL_COLUMNS[self.entity])}"
+                f" expected one of {', '.join(ENTITY_EMAIL_COLUMNS[self.entity])}"
             )
 
-    @classmethod
-    def from_odata(cls, entity: str, record: Mapping[str, object]) -> tuple[DirectoryRow, ...]:
-        """One row per non-empty email column of a Web API record (queried with `select_columns`)."""
-        _check_entity(entity)
-        record_id = record.get(_ID_COLUMN[entity])
-        if not isinstance(record_id, str) or not record_id:
-            raise ValueError(f"{entity} record has no {_ID_COLUMN[entity]}")
-        created_on, name = record.get("createdon"), record.get(_NAME_COLUMN[entity])
-        return tuple(
-            cls(
-                entity=entity,
-                id=record_id,
-                email_column=column,
-                address=address,
-                created_on=created_on if isinstance(created_on, str) else "",
-                name=name if isinstance(name, str) else "",
-            )
-            for column in _ENTITY_EMAIL_COLUMNS[entity]
-            if isinstance(address := record.get(column), str) and address.strip()
-        )
-
-    def rank(self) -> tuple[int, int, bool, str, str]:
+    def rank(self) -> tuple[bool, int, int, bool, str, str]:
         return (
+            not self.active,
             ENTITIES.index(self.entity),
             _COLUMN_RANK[self.email_column],
             self.created_on == "",

@@ -127,12 +127,14 @@ def send_with_retry(
     sleep: Callable[[float], None],
     clock: Callable[[], float],
     rng: random.Random,
+    retry_timeouts: bool = True,
 ) -> requests.Response:
     """Call ``send`` until it returns a non-retryable response, or raise ``give_up(...)``.
 
     ``describe`` names the request in logs (method and path; never headers or bodies). Non-retryable
     responses (2xx, 3xx, other 4xx) are returned for the caller to interpret. Exceptions from ``send``
-    other than connection errors and timeouts propagate unchanged.
+    other than connection errors and timeouts propagate unchanged; so does a timeout when
+    ``retry_timeouts`` is False (a caller that can make the request smaller should, instead of resending it).
     """
     start = clock()
     attempt = 0
@@ -146,6 +148,13 @@ def send_with_retry(
             response = send()
         except requests.exceptions.SSLError:
             raise
+        except requests.exceptions.ReadTimeout as exc:
+            # Sent but unanswered: it may have been applied. Resending is safe here (every write is
+            # idempotent) but a caller that can make the request smaller asks to get the timeout instead.
+            if not retry_timeouts:
+                raise
+            exception = exc
+            problem = f"failed with {type(exc).__name__}"
         except _RETRYABLE_EXCEPTIONS as exc:
             exception = exc
             problem = f"failed with {type(exc).__name__}"

@@ -26,7 +26,6 @@ from urllib.parse import quote, urlsplit
 import msal
 import requests
 
-from nylas_dataverse import __version__
 from nylas_dataverse.hooks._base import RetryingServiceHook
 from nylas_dataverse.hooks._connection import normalize_base_url, number_extra, read_extras, required_text
 from nylas_dataverse.hooks._retry import GiveUp, RetryPolicy, send_with_retry
@@ -34,9 +33,10 @@ from nylas_dataverse.hooks.errors import (
     ConnectionConfigError,
     DataverseAuthError,
     DataverseError,
+    DataversePermissionError,
     DataverseRetryExhaustedError,
     DataverseThrottledError,
-    redact,
+    DataverseTimeoutError,
 )
 from nylas_dataverse.hooks.odata import (
     DEFAULT_MAX_URL_LENGTH,
@@ -103,7 +103,7 @@ class DataverseSettings:
         return f"{self.env_url}/.default"
 
 
-class DataverseHook(RetryingServiceHook):
+class DataverseHook(RetryingServiceHook[DataverseSettings]):
     """Dataverse Web API client: queries, ``In`` lookups, create/update and ``$batch``.
 
     ``sleep``, ``clock`` (wall-clock epoch seconds) and ``rng`` exist so tests can fake time;
@@ -145,7 +145,6 @@ class DataverseHook(RetryingServiceHook):
         )
         self.dataverse_conn_id = dataverse_conn_id
         self._token_lock = threading.Lock()
-        self._settings: DataverseSettings | None = None
         self._semaphore: threading.BoundedSemaphore | None = None
         self._app: Any = None
         self._token_requests = 0
@@ -154,30 +153,24 @@ class DataverseHook(RetryingServiceHook):
     # --- counters ---------------------------------------------------------------------------------
 
     @property
-    def throttle_wait_s(self) -> float:
-        """Seconds slept because of 429 answers."""
-        return self._stats.throttle_wait_s
-
-    @property
     def token_requests(self) -> int:
         """Tokens fetched from Entra ID (cache hits not counted)."""
         return self._token_requests
 
     # --- connection -------------------------------------------------------------------------------
 
-    @property
-    def settings(self) -> DataverseSettings:
-        """The connection's settings, looked up and validated on first use."""
-        with self._lock:
-            if self._settings is None:
-                self._settings = self._load_settings()
-                self._semaphore = threading.BoundedSemaphore(self._settings.max_concurrency)
-            return self._settings
+    def _settings_loaded(self, settings: DataverseSettings) -> None:
+        self._semaphore = threading.BoundedSemaphore(settings.max_concurrency)
 
     @property
     def api_url(self) -> str:
         """``<environment URL>/api/data/v9.2/``."""
         return self.settings.api_url
+
+    @property
+    def max_concurrency(self) -> int:
+        """Requests this hook keeps in flight at most (the connection's ``max_concurrency`` extra)."""
+        return self.settings.max_concurrency
 
     def _load_settings(self) -> DataverseSettings:
         conn_id = self.dataverse_conn_id
@@ -227,24 +220,20 @@ class DataverseHook(RetryingServiceHook):
         log.debug("Dataverse connection %r: environment %s", conn_id, settings.env_url)
         return settings
 
-    def get_conn(self) -> requests.Session:
-        """The hook's session with the OData headers (the bearer token is added per request)."""
-        _ = self.settings  # loads the connection and creates the semaphore
-        with self._lock:
-            if self._session is None:
-                self._session = requests.Session()
-            if not self._session_ready:
-                self._session.headers.update(
-                    {
-                        "Accept": "application/json",
-                        "OData-MaxVersion": "4.0",
-                        "OData-Version": "4.0",
-                        "If-None-Match": "null",
-                        "User-Agent": f"nylas-dataverse/{__version__}",
-                    }
-                )
-                self._session_ready = True
-            return self._session
+    def _session_headers(self, settings: DataverseSettings) -> dict[str, str]:
+        # The bearer token is added per request: it is refreshed while the session lives.
+        return {
+            "Accept": "application/json",
+            "OData-MaxVersion": "4.0",
+            "OData-Version": "4.0",
+            "If-None-Match": "null",
+        }
+
+    def _secrets(self, settings: DataverseSettings) -> list[str | None]:
+        return [settings.client_secret]
+
+    def counters(self) -> dict[str, float]:
+        return {**super().counters(), "token_requests": self.token_requests}
 
     def test_connection(self) -> tuple[bool, str]:
         """Read-only check used by the Airflow UI: get a token and call ``WhoAmI``."""
@@ -433,6 +422,17 @@ class DataverseHook(RetryingServiceHook):
         what = f"updating {entity_set}({record_id})"
         self._request("PATCH", path, json_body=body, headers=request_headers, what=what)
 
+    def delete(self, entity_set: str, record_id: str) -> None:
+        """``DELETE entity_set(record_id)``; a row that is already gone is not an error."""
+        if not record_id:
+            raise ValueError("record_id must not be empty")
+        path = f"{_entity_set(entity_set)}({quote(record_id, safe=_KEY_SAFE)})"
+        try:
+            self._request("DELETE", path, what=f"deleting {entity_set}({record_id})")
+        except DataverseError as exc:
+            if exc.status != 404:
+                raise
+
     def execute_batch(
         self, operations: Sequence[BatchOperation], *, continue_on_error: bool = True
     ) -> list[BatchOutcome]:
@@ -449,9 +449,15 @@ class DataverseHook(RetryingServiceHook):
         if continue_on_error:
             headers["Prefer"] = "odata.continue-on-error"
         count = len(prepared)
-        response = self._request(
-            "POST", "$batch", data=body, headers=headers, what=f"sending a $batch of {count}", batch=True
-        )
+        try:
+            response = self._request(
+                "POST", "$batch", data=body, headers=headers, what=f"sending a $batch of {count}", batch=True
+            )
+        except requests.exceptions.ReadTimeout as exc:
+            raise DataverseTimeoutError(
+                f"Dataverse did not answer a $batch of {count} within {self.settings.timeout_s:.0f} s; it may"
+                " or may not have been applied (send it again in smaller parts: every write is idempotent)"
+            ) from exc
         answer_type = response.headers.get("Content-Type", "")
         return align_batch_outcomes(prepared, parse_batch_response(response.content, answer_type))
 
@@ -522,7 +528,10 @@ class DataverseHook(RetryingServiceHook):
                     sleep=self._sleep,
                     clock=self._clock,
                     rng=self._rng,
+                    retry_timeouts=not batch,
                 )
+            except requests.exceptions.ReadTimeout:
+                raise  # only a $batch gets here (not retried): execute_batch says what it means
             except requests.RequestException as exc:
                 text = f"Request to Dataverse failed while {what}: {type(exc).__name__}: {exc}"
                 raise DataverseError(self._redact(text)) from exc
@@ -556,6 +565,13 @@ class DataverseHook(RetryingServiceHook):
 
     def _status_error(self, response: requests.Response, what: str) -> DataverseError:
         code, message, request_id = _error_details(response)
+        if response.status_code == 403:
+            text = (
+                f"Dataverse refused {what} for the application user of connection {self.dataverse_conn_id!r}"
+                f" (403): {message}. Its security role lacks a privilege; `nylas-dataverse doctor` lists"
+                " every privilege the pipeline needs."
+            )
+            return DataversePermissionError(self._redact(text), status=403, code=code, request_id=request_id)
         text = f"Dataverse answered {response.status_code} while {what}: {message}"
         return DataverseError(
             self._redact(text), status=response.status_code, code=code, request_id=request_id
@@ -585,10 +601,6 @@ class DataverseHook(RetryingServiceHook):
             request_id=request_id,
             retry_after=outcome.retry_after_s,
         )
-
-    def _redact(self, text: str) -> str:
-        settings = self._settings
-        return redact(text, [settings.client_secret if settings else None])
 
 
 _KEY_SAFE = "=',-"

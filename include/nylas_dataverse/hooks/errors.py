@@ -2,8 +2,10 @@
 
 Every error that comes from a remote service is a :class:`ServiceError` carrying what the service said
 (status, code, message, request id, ``Retry-After``) and whether retrying later may help (``transient``).
-Callers decide on ``transient`` instead of parsing messages. Configuration problems in an Airflow
-connection are :class:`ConnectionConfigError` (a ``ValueError``): no request was sent.
+Each is also a ``core.errors.PipelineError`` whose ``kind`` (``grant_expired``, ``credentials``,
+``permissions``, ``service_refused``, ``service_unavailable``) callers decide on instead of parsing messages.
+Configuration problems in an Airflow connection are :class:`ConnectionConfigError` (kind ``config``, a
+``ValueError``): no request was sent.
 
 Messages never contain API keys, client secrets or tokens: hooks pass them through :func:`redact`.
 """
@@ -12,18 +14,24 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from nylas_dataverse.core.errors import FailureKind, PipelineError
 
-class ConnectionConfigError(ValueError):
+
+class ConnectionConfigError(PipelineError, ValueError):
     """An Airflow connection is missing a field or has an invalid one; nothing was sent."""
 
+    KIND = FailureKind.CONFIG
 
-class ServiceError(Exception):
+
+class ServiceError(PipelineError):
     """A remote service refused or failed a request.
 
     ``transient`` is True when the same request may succeed later (throttling, 5xx, network trouble
-    after all retries were used); False when repeating it cannot help until something is fixed.
+    after all retries were used); False when repeating it cannot help until something is fixed. A transient
+    error's kind is always ``service_unavailable``; otherwise the class's ``KIND``.
     """
 
+    KIND = FailureKind.SERVICE_REFUSED
     transient: bool = False
 
     def __init__(
@@ -44,6 +52,10 @@ class ServiceError(Exception):
         self.retry_after = retry_after
         if transient is not None:
             self.transient = transient
+
+    @property
+    def kind(self) -> FailureKind:
+        return FailureKind.SERVICE_UNAVAILABLE if self.transient else self.KIND
 
     def __str__(self) -> str:
         details = [f"HTTP {self.status}" if self.status is not None else None]
@@ -86,6 +98,8 @@ class NylasError(ServiceError):
 class NylasGrantAuthError(NylasError):
     """401 on a grant: the grant expired or was revoked; its owner must re-authenticate it in Nylas."""
 
+    KIND = FailureKind.GRANT_EXPIRED
+
     def __init__(
         self,
         message: str,
@@ -97,6 +111,12 @@ class NylasGrantAuthError(NylasError):
     ) -> None:
         super().__init__(message, status=status, code=code, request_id=request_id, transient=False)
         self.grant_id = grant_id
+
+
+class NylasApiKeyError(NylasError):
+    """401 for the application: the connection's API key is wrong, revoked, or for another region."""
+
+    KIND = FailureKind.CREDENTIALS
 
 
 class NylasNotFoundError(NylasError):
@@ -121,9 +141,23 @@ class DataverseError(ServiceError):
 class DataverseAuthError(DataverseError):
     """No usable token: Entra ID refused the client credentials, or Dataverse refused a fresh token."""
 
+    KIND = FailureKind.CREDENTIALS
+
+
+class DataversePermissionError(DataverseError):
+    """403: the application user lacks a privilege (its security role); ``code`` is Dataverse's."""
+
+    KIND = FailureKind.PERMISSIONS
+
 
 class DataverseRetryExhaustedError(DataverseError, RetryExhaustedError):
     """Dataverse kept answering 5xx (or the network kept failing) until the retry budget ran out."""
+
+
+class DataverseTimeoutError(DataverseError):
+    """A ``$batch`` got no answer within the client timeout; it may or may not have been applied."""
+
+    transient = True
 
 
 class DataverseThrottledError(DataverseRetryExhaustedError):

@@ -16,17 +16,16 @@ from urllib.parse import quote
 
 import requests
 
-from nylas_dataverse import __version__
 from nylas_dataverse.hooks._base import RetryingServiceHook
 from nylas_dataverse.hooks._connection import normalize_base_url, number_extra, read_extras, required_text
 from nylas_dataverse.hooks._retry import GiveUp, RetryPolicy, send_with_retry
 from nylas_dataverse.hooks.errors import (
+    NylasApiKeyError,
     NylasBadRequestError,
     NylasError,
     NylasGrantAuthError,
     NylasNotFoundError,
     NylasRetryExhaustedError,
-    redact,
 )
 
 log = logging.getLogger(__name__)
@@ -53,7 +52,7 @@ class NylasSettings:
     page_size: int
 
 
-class NylasHook(RetryingServiceHook):
+class NylasHook(RetryingServiceHook[NylasSettings]):
     """Talks to the Nylas v3 API with one ``requests.Session``; retries 429/5xx in ``_retry``.
 
     ``sleep``, ``clock`` (wall-clock epoch seconds) and ``rng`` exist so tests can fake time;
@@ -94,17 +93,8 @@ class NylasHook(RetryingServiceHook):
             logger_name=logger_name,
         )
         self.nylas_conn_id = nylas_conn_id
-        self._settings: NylasSettings | None = None
 
     # --- connection -------------------------------------------------------------------------------
-
-    @property
-    def settings(self) -> NylasSettings:
-        """The connection's settings, looked up and validated on first use."""
-        with self._lock:
-            if self._settings is None:
-                self._settings = self._load_settings()
-            return self._settings
 
     @property
     def base_url(self) -> str:
@@ -145,22 +135,11 @@ class NylasHook(RetryingServiceHook):
         log.debug("Nylas connection %r: base URL %s", conn_id, settings.base_url)
         return settings
 
-    def get_conn(self) -> requests.Session:
-        """The hook's session, with the API key and JSON headers set."""
-        settings = self.settings
-        with self._lock:
-            if self._session is None:
-                self._session = requests.Session()
-            if not self._session_ready:
-                self._session.headers.update(
-                    {
-                        "Authorization": f"Bearer {settings.api_key}",
-                        "Accept": "application/json",
-                        "User-Agent": f"nylas-dataverse/{__version__}",
-                    }
-                )
-                self._session_ready = True
-            return self._session
+    def _session_headers(self, settings: NylasSettings) -> dict[str, str]:
+        return {"Authorization": f"Bearer {settings.api_key}", "Accept": "application/json"}
+
+    def _secrets(self, settings: NylasSettings) -> list[str | None]:
+        return [settings.api_key]
 
     def test_connection(self) -> tuple[bool, str]:
         """Read-only check used by the Airflow UI: list one grant, no retries."""
@@ -350,7 +329,7 @@ class NylasHook(RetryingServiceHook):
     def _status_error(self, response: requests.Response, *, what: str, grant_id: str | None) -> NylasError:
         error_type, message, request_id = _error_details(response)
         status = response.status_code
-        if status == 401 and grant_id is not None:
+        if status == 401 and grant_id is not None and not self._api_key_rejected():
             return NylasGrantAuthError(
                 self._redact(
                     f"Nylas grant {grant_id!r} is not authorized ({message}) while {what}: the grant has "
@@ -367,7 +346,7 @@ class NylasHook(RetryingServiceHook):
                 f"Nylas rejected the API key of connection {self.nylas_conn_id!r} ({message}) while {what}: "
                 "check the key and that the host matches its region (US or EU)."
             )
-            return NylasError(self._redact(text), status=status, code=error_type, request_id=request_id)
+            return NylasApiKeyError(self._redact(text), status=status, code=error_type, request_id=request_id)
         if status == 404:
             text = f"Nylas found no such object while {what}: {message}"
             return NylasNotFoundError(
@@ -380,6 +359,26 @@ class NylasHook(RetryingServiceHook):
             )
         text = f"Nylas answered {status} while {what}: {message}"
         return NylasError(self._redact(text), status=status, code=error_type, request_id=request_id)
+
+    def _api_key_rejected(self) -> bool:
+        """Whether the API key itself is refused (a 401 on an application-level call).
+
+        Nylas answers 401 both for an expired grant and for a wrong API key, with error types that vary
+        (nylas.md 5.1), so one unretried ``GET /v3/grants?limit=1`` tells them apart. Any other outcome,
+        including a failed probe, keeps the grant reading: that is what a 401 on a grant usually means.
+        """
+        session = self.get_conn()
+        try:
+            response = session.get(
+                self.settings.base_url + "/v3/grants",
+                params={"limit": "1"},
+                timeout=self.settings.timeout_s,
+            )
+        except requests.RequestException:
+            return False
+        self._stats.count_request()
+        response.close()
+        return response.status_code == 401
 
     def _give_up_error(self, outcome: GiveUp, what: str) -> NylasRetryExhaustedError:
         if outcome.response is not None:
@@ -401,10 +400,6 @@ class NylasHook(RetryingServiceHook):
             request_id=request_id,
             retry_after=outcome.retry_after_s,
         )
-
-    def _redact(self, text: str) -> str:
-        settings = self._settings
-        return redact(text, [settings.api_key if settings else None])
 
 
 def _grant_path(grant_id: str) -> str:

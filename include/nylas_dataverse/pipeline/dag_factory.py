@@ -7,23 +7,18 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pendulum
-from airflow.sdk import DAG, CronDataIntervalTimetable, Param, dag, get_current_context, task
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk import DAG, dag, get_current_context, task
 
 from nylas_dataverse.core.config import GrantConfig
-from nylas_dataverse.core.window import WindowError, resolve_window
-from nylas_dataverse.hooks.dataverse import DataverseHook
-from nylas_dataverse.hooks.errors import ServiceError
-from nylas_dataverse.hooks.nylas import NylasHook
-from nylas_dataverse.pipeline.extract import extract_window
-from nylas_dataverse.pipeline.load import load_window
-from nylas_dataverse.pipeline.report import TooManyFailuresError, report_window
-from nylas_dataverse.pipeline.staging import RunStaging, StagingError, staging_root
-from nylas_dataverse.pipeline.transform import transform_window
+from nylas_dataverse.core.window import run_window as run_day_window
+from nylas_dataverse.pipeline.failures import RetryWhenRetryable, announce, classify
+from nylas_dataverse.pipeline.run import Services, run_stage
+from nylas_dataverse.pipeline.staging import RunStaging, staging_root
+from nylas_dataverse.pipeline.timetable import UtcDayTimetable
 
 log = logging.getLogger(__name__)
 
@@ -33,36 +28,68 @@ DATAVERSE_POOL = "dataverse_api"
 _DOC = """
 ### Nylas → Dataverse: {name}
 
-Tracks the mail of Nylas grant `{grant_id}` as Dataverse `email` activities, one UTC day per run.
+Tracks the mail of Nylas grant `{grant_id}` as Dataverse `email` activities, **one UTC day per run**.
 
-* **extract** stages the window's messages (gzip JSON lines) under `{staging}/{dag_id}/<day>/`
-* **transform** resolves addresses in bulk and decides each message (payload, skip or failure)
+**Which day a run syncs.** Every run is identified by the UTC day it syncs, however it was started:
+
+* *scheduled*: shortly after 00:00 UTC, the day that just ended (run id `scheduled__<day>`);
+* *Trigger*: the day of the logical date you pick in the trigger form; the proposed "now" means the last
+  complete day (run id `manual__<day>__at_<time>`). To sync a day again, clear its run, or trigger with any
+  time on that day;
+* *Backfill*: every day from the first to the last date you pick, each once (run ids `backfill__<day>...`).
+  Days that already have a run are skipped unless you choose to rerun them.
+
+A run for a day that has not ended yet, or with a data interval that is not one whole UTC day, fails at once
+and says why.
+
+* **extract** stages the day's messages (gzip JSON lines) under `{staging}/{dag_id}/<day>/`
+* **transform** resolves addresses in bulk and decides each message (email to create, skip or failure)
 * **load** creates the emails exactly once (Message-ID lookup, deterministic ids, atomic change sets)
-* **report** writes `report.json` and `ledger.jsonl`, and fails the run if failures exceed {max_failures}
+* **report** writes `report.json` and `ledger.jsonl`, and fails the run if more than {max_failures}
+  message(s) failed
 
-Manual runs without a data interval take `window_start`/`window_end` from the params, or the previous UTC day.
-Backfill any date range from the UI; rerunning a day is safe.
+A failed task writes `failure.json` next to the day's data (its kind: `grant_expired`, `credentials`,
+`config`,
+... and what to do); errors a retry cannot fix are not retried. Rerunning a day is always safe.
 """
 
 
-def _fail_fast(exc: Exception) -> Exception:
-    """Errors a retry cannot fix (bad credentials, expired grant, corrupt staging) fail the task at once."""
-    if isinstance(exc, (StagingError, WindowError, TooManyFailuresError)):
-        return AirflowFailException(str(exc))
-    if isinstance(exc, ServiceError) and not exc.transient:
-        return AirflowFailException(str(exc))
-    return exc
+def _staging_for(root: Any, grant: GrantConfig, path: str) -> RunStaging:
+    """The run's staging folder from the path extract returned (only its last part, the day, is read)."""
+    return RunStaging(root, grant.dag_id, PurePosixPath(str(path)).name)
 
 
 def build_dag(grant: GrantConfig, project_root: Path) -> DAG:
     root = staging_root(project_root)
     name = grant.display_name or grant.email or grant.key
 
+    def attempt(stage: str, staging: RunStaging | None, body: Any) -> Any:
+        """Run a task body; on failure classify it once, record it, announce it, re-raise."""
+        context = get_current_context()
+        try:
+            result = body()
+        except Exception as exc:
+            failure = classify(exc)
+            announce(grant, staging.label if staging else None, failure)
+            if staging is not None:
+                try:
+                    staging.write_failure(
+                        stage, failure, attempt=getattr(context.get("ti"), "try_number", None)
+                    )
+                except Exception:  # the record is for monitors; the task's own error matters more
+                    log.warning("Could not record the failure in %s", staging, exc_info=True)
+            raise
+        if staging is not None:
+            staging.clear_failure()
+        return result
+
     @dag(
         dag_id=grant.dag_id,
         dag_display_name=f"Nylas → Dataverse: {name}",
-        description=f"Daily sync of Nylas grant {grant.key} into Dataverse email activities",
-        schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
+        description=(
+            f"Daily sync of Nylas grant {grant.key} into Dataverse email activities (one UTC day per run)"
+        ),
+        schedule=UtcDayTimetable(),
         start_date=pendulum.datetime(
             grant.start_date.year, grant.start_date.month, grant.start_date.day, tz="UTC"
         ),
@@ -77,20 +104,13 @@ def build_dag(grant: GrantConfig, project_root: Path) -> DAG:
             dag_id=grant.dag_id,
             max_failures=grant.max_failures,
         ),
-        params={
-            "window_start": Param(
-                None, type=["null", "string"], description="Manual runs: window start (ISO date)"
-            ),
-            "window_end": Param(
-                None, type=["null", "string"], description="Manual runs: window end, exclusive"
-            ),
-        },
         default_args={
             "owner": "data-platform",
             "retries": 3,
             "retry_delay": dt.timedelta(minutes=1),
             "retry_exponential_backoff": 2.0,
             "max_retry_delay": dt.timedelta(minutes=30),
+            "retry_policy": RetryWhenRetryable(),
         },
     )
     def pipeline() -> None:
@@ -98,41 +118,44 @@ def build_dag(grant: GrantConfig, project_root: Path) -> DAG:
         def extract() -> str:
             context = get_current_context()
             dag_run = context["dag_run"]
-            try:
-                window = resolve_window(
-                    context.get("data_interval_start"),
-                    context.get("data_interval_end"),
-                    context["params"],
-                    getattr(dag_run, "run_after", None),
+
+            def day_window() -> Any:
+                return run_day_window(
+                    data_interval_start=context.get("data_interval_start"),
+                    data_interval_end=context.get("data_interval_end"),
+                    run_conf=getattr(dag_run, "conf", None) or {},
+                    run_after=getattr(dag_run, "run_after", None),
+                    now=dt.datetime.now(dt.UTC),
                 )
-                staging = RunStaging(root, grant.dag_id, window.label)
-                return extract_window(grant, window, staging, NylasHook(grant.nylas_conn_id)).path
-            except Exception as exc:
-                raise _fail_fast(exc) from exc
+
+            window = attempt("extract", None, day_window)
+            staging = RunStaging(root, grant.dag_id, window.label)
+            log.info("This run syncs the UTC day %s (%s .. %s)", window.label, window.start, window.end)
+            services = Services.for_grant(grant)
+            attempt("extract", staging, lambda: run_stage("extract", grant, staging, services, window=window))
+            return str(staging.folder)
+
+        def later_stage(stage: str, path: str) -> Any:
+            staging = _staging_for(root, grant, path)
+            services = Services.for_grant(grant)
+            return attempt(stage, staging, lambda: run_stage(stage, grant, staging, services))
 
         @task(pool=DATAVERSE_POOL, execution_timeout=dt.timedelta(hours=2))
         def transform(path: str) -> str:
-            try:
-                return transform_window(
-                    grant, RunStaging.from_path(path), DataverseHook(grant.dataverse_conn_id)
-                )
-            except Exception as exc:
-                raise _fail_fast(exc) from exc
+            later_stage("transform", path)
+            return path
 
         @task(pool=DATAVERSE_POOL, execution_timeout=dt.timedelta(hours=4))
         def load(path: str) -> str:
-            try:
-                return load_window(grant, RunStaging.from_path(path), DataverseHook(grant.dataverse_conn_id))
-            except Exception as exc:
-                raise _fail_fast(exc) from exc
+            later_stage("load", path)
+            return path
 
         @task(retries=0)
         def report(path: str) -> dict[str, Any]:
-            try:
-                return report_window(grant, RunStaging.from_path(path))
-            except Exception as exc:
-                raise _fail_fast(exc) from exc
+            counts: dict[str, Any] = later_stage("report", path)
+            return counts
 
-        report(load(transform(extract())))
+        # TaskFlow calls return XComArgs at parse time; their values are the paths at run time.
+        report(load(transform(extract())))  # type: ignore[arg-type]
 
     return pipeline()

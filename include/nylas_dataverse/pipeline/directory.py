@@ -15,17 +15,19 @@ from nylas_dataverse.core.resolution import (
     Directory,
     DirectoryRow,
     email_columns,
-    entity_set,
     normalise_address,
-    select_columns,
 )
 from nylas_dataverse.hooks.dataverse import DataverseHook
+from nylas_dataverse.hooks.dataverse_tables import (
+    DIRECTORY_FILTERS,
+    directory_rows,
+    entity_set,
+    select_columns,
+)
 from nylas_dataverse.hooks.errors import DataverseError
 
 log = logging.getLogger(__name__)
 
-# Disabled users keep their address but must not own or be party to new activities.
-_EXTRA_FILTER = {"systemuser": "isdisabled eq false"}
 MAX_ADDRESS = 254
 
 
@@ -47,12 +49,12 @@ def resolve_addresses(addresses: Iterable[str], dataverse: DataverseHook) -> Dir
                     column,
                     wanted,
                     select=list(select_columns(entity)),
-                    extra_filter=_EXTRA_FILTER.get(entity),
+                    extra_filter=DIRECTORY_FILTERS.get(entity),
                 )
                 for record in records:
                     rows.extend(
                         row
-                        for row in DirectoryRow.from_odata(entity, record)
+                        for row in directory_rows(entity, record)
                         if row.email_column == column and normalise_address(row.address) in wanted_lookup
                     )
         except DataverseError as exc:

@@ -2,16 +2,37 @@
 
 Exactly once rests on three things:
 
-* every email has a deterministic ``activityid`` derived from its Message-ID, so a second create of
-  the same message fails with a duplicate key instead of making a second row; that answer means
-  another run or grant created it first and is recorded as ``already_present``;
-* before creating, the chunk's Message-IDs are looked up in bulk, which also finds mail that
-  server-side sync or the Outlook app tracked;
+* every email has a deterministic ``activityid`` derived from its Message-ID, so a second create of the same
+  message fails with a duplicate key instead of making a second row; that answer means another run or grant
+  created it first and is recorded as ``already_present``;
+* before creating, the chunk's Message-IDs are looked up in bulk, which also finds mail that server-side sync
+  or the Outlook app tracked;
 * each email is created and completed in one ``$batch`` change set, which Dataverse applies atomically.
 
-Payload lines are processed in fixed chunks; when a chunk is finished its ledger entries are written to
-``load/part-NNNNNN.json``. A retry or rerun skips finished chunks, so a crash at any point costs at
-most the chunks in flight, and those converge through the lookup and the duplicate-key rule.
+What a change set's answer means (whatever Dataverse does with the rest of the batch):
+
+* 2xx for both requests: ``created``;
+* a duplicate key, or a duplicate-detection rule on ``messageid``: ``already_present``;
+* no answer (the service stopped the batch at an earlier failure), 429 (honouring the part's
+  ``Retry-After``), 5xx: sent again in a smaller batch, within ``RETRY_ROUNDS`` rounds and ``RETRY_BUDGET_S``
+  seconds of waiting; what still fails then is ``failed`` with the last answer;
+* a refusal of a contact, account or lead bound as the Sender (some orgs allow only users and queues there):
+  sent again with the Sender as an address only, and so is every later email of the run; the ledger says so;
+* any other 4xx: ``failed`` with Dataverse's code and message.
+
+A ``$batch`` that times out is split in half and each half sent on its own (a timed-out batch may have been
+applied; the duplicate-key rule keeps that safe), so a batch too big for the client timeout shrinks instead of
+timing out forever.
+
+Decisions are processed in fixed chunks; when a chunk is finished its ledger entries are written to
+``load/part-NNNNNN.json``. A retry or rerun skips chunks whose part has no failure and loads again the failed
+entries of the others, keeping what their part already recorded. A crash at any point costs at most the chunks
+in flight, and those converge through the lookup and the duplicate-key rule. Before anything is created the
+decisions file is read once in full against its manifest, so a file changed after transform creates nothing.
+
+After the last chunk the created Message-IDs are looked up again: a second row with the same Message-ID
+(server-side sync tracking the message between our lookup and our create) is reported, and with the grant's
+``remove_race_duplicates`` the copy this run made is deleted and recorded as ``already_present``.
 """
 
 from __future__ import annotations
@@ -19,226 +40,480 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import random
 import threading
 import time
-from collections import Counter
-from collections.abc import Iterator
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from nylas_dataverse.core.config import GrantConfig
+from nylas_dataverse.core.identity import lookup_values, message_id_key
 from nylas_dataverse.core.ledger import LedgerEntry, Outcome
+from nylas_dataverse.core.mapping import EmailRecord
+from nylas_dataverse.core.records import Decision
 from nylas_dataverse.hooks.dataverse import DataverseHook
-from nylas_dataverse.hooks.odata import BatchOutcome, BatchRequest, BatchResponse, ChangeSet
-from nylas_dataverse.pipeline import transform
-from nylas_dataverse.pipeline.staging import FORMAT_VERSION, RunStaging, StagingError
+from nylas_dataverse.hooks.dataverse_tables import (
+    EMAILS,
+    MESSAGE_ID_COLUMNS,
+    email_change_sets,
+    is_duplicate_detection,
+    is_duplicate_key,
+    is_sender_refused,
+    sender_binding_matters,
+)
+from nylas_dataverse.hooks.errors import DataverseTimeoutError
+from nylas_dataverse.hooks.odata import BatchOutcome, BatchResponse
+from nylas_dataverse.pipeline import layout
+from nylas_dataverse.pipeline.staging import FORMAT_VERSION, RunStaging, StagingError, open_binary
 
 log = logging.getLogger(__name__)
 
-LEDGER_FILE = "ledger.jsonl"
-MANIFEST = "load.json"
-PARTS_DIR = "load"
-# Message-IDs looked up per query; the hook splits further if the URL would get too long.
+# Decisions per chunk: one Message-ID lookup (the hook splits it if the URL would get too long) and one resume
+# point each.
 CHUNK_SIZE = 250
+RETRY_ROUNDS = 6
+RETRY_BUDGET_S = 300.0
+_BACKOFF_BASE_S = 1.0
+_BACKOFF_MAX_S = 30.0
 
-_DUPLICATE_KEY_CODES = frozenset({"0x80040237", "0x80060892"})
-
-
-def _is_duplicate_key(response: BatchResponse) -> bool:
-    """Dataverse's answer to a second create with the same primary key (its status is undocumented)."""
-    code = (response.error_code or "").lower()
-    message = (response.error_message or "").lower()
-    return (
-        code in _DUPLICATE_KEY_CODES
-        or "duplicate key" in message
-        or "matching key values already exist" in message
-    )
-
-
-def _error_reason(outcome: BatchOutcome) -> str:
-    for response in outcome.responses:
-        if response.status >= 400:
-            detail = f"{response.error_code or ''} {response.error_message or ''}".strip()
-            return f"dataverse_{response.status}: {detail}" if detail else f"dataverse_{response.status}"
-    return "dataverse_batch_not_applied: an earlier failure stopped the batch"
+SENDER_UNBOUND = "sender_unbound: Dataverse refused a contact, account or lead as Sender; kept as address"
 
 
 @dataclass
 class _Chunk:
     index: int
-    records: list[dict[str, Any]]
+    decisions: list[Decision]
+
+
+@dataclass
+class _Attempt:
+    """Where one email stands after a round: final (outcome) or to be sent again (after ``retry_after``)."""
+
+    outcome: Outcome | None
+    reason: str | None
+    retry_after: float | None = None
+
+
+@dataclass
+class _LoadState:
+    """What every chunk of one load shares (guarded by ``lock``)."""
+
+    bind_external_sender: bool = True
+    sender_refusal_seen: bool = False
+    done: Counter[str] = field(default_factory=Counter)
+    chunks_done: int = 0
+    emails_done: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _reason(response: BatchResponse) -> str:
+    detail = f"{response.error_code or ''} {response.error_message or ''}".strip()
+    return f"dataverse_{response.status}: {detail}" if detail else f"dataverse_{response.status}"
+
+
+def _retry_after(response: BatchResponse) -> float | None:
+    value = response.headers.get("Retry-After")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def classify(outcome: BatchOutcome) -> _Attempt:
+    """What one change set's answer means (see the module docstring)."""
+    if outcome.ok:
+        return _Attempt(Outcome.CREATED, None)
+    failed = [response for response in outcome.responses if response.status >= 400]
+    if not failed:
+        return _Attempt(None, "dataverse_batch_not_applied: an earlier failure stopped the batch")
+    first = failed[0]
+    if is_duplicate_key(first):
+        return _Attempt(Outcome.ALREADY_PRESENT, "activityid_exists")
+    if is_duplicate_detection(first):
+        return _Attempt(Outcome.ALREADY_PRESENT, "messageid_duplicate_rule")
+    if first.status == 429 or first.status >= 500:
+        return _Attempt(None, _reason(first), _retry_after(first))
+    return _Attempt(Outcome.FAILED, _reason(first))
+
+
+class _ChunkLoader:
+    def __init__(
+        self,
+        dataverse: DataverseHook,
+        batch_size: int,
+        state: _LoadState,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.dataverse = dataverse
+        self.batch_size = batch_size
+        self.state = state
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+
+    def existing_message_ids(self, message_ids: Sequence[str]) -> set[str]:
+        values = [value for message_id in message_ids for value in lookup_values(message_id)]
+        rows = self.dataverse.query_in(EMAILS, "messageid", values, select=list(MESSAGE_ID_COLUMNS))
+        return {message_id_key(str(row["messageid"])) for row in rows if row.get("messageid")}
+
+    def load(self, chunk: _Chunk, earlier: list[LedgerEntry] | None) -> list[LedgerEntry]:
+        entries: dict[int, LedgerEntry] = {}
+        pending: list[tuple[int, Decision]] = []
+        for position, decision in enumerate(chunk.decisions):
+            kept = earlier[position] if earlier is not None else None
+            if not decision.pending:
+                entries[position] = decision.entry()
+            elif kept is not None and kept.outcome is not Outcome.FAILED:
+                entries[position] = kept
+            else:
+                pending.append((position, decision))
+        if pending:
+            present = self.existing_message_ids([d.email.internet_message_id for _, d in pending if d.email])
+            to_create: list[tuple[int, Decision]] = []
+            for position, decision in pending:
+                assert decision.email is not None
+                if message_id_key(decision.email.internet_message_id) in present:
+                    entries[position] = decision.entry(Outcome.ALREADY_PRESENT, "messageid_exists")
+                else:
+                    to_create.append((position, decision))
+            results = self.create([decision.email for _, decision in to_create if decision.email])
+            for position, decision in to_create:
+                assert decision.email is not None
+                outcome, reason = results[decision.email.activity_id]
+                entries[position] = decision.entry(outcome, reason)
+        return [entries[position] for position in range(len(chunk.decisions))]
+
+    def create(self, records: list[EmailRecord]) -> dict[str, tuple[Outcome, str | None]]:
+        """Create ``records``; every one ends with a final outcome (see the module docstring)."""
+        results: dict[str, tuple[Outcome, str | None]] = {}
+        last_reason: dict[str, str] = {}
+        pending = list(records)
+        waited = 0.0
+        round_number = 0
+        while pending:
+            retry: list[EmailRecord] = []
+            waits: list[float] = []
+            only_sender_fallback = True
+            for start in range(0, len(pending), self.batch_size):
+                batch = pending[start : start + self.batch_size]
+                bind = self.state.bind_external_sender
+                for record, answer in zip(batch, self._send(batch, bind), strict=True):
+                    attempt = classify(answer)
+                    if attempt.outcome is Outcome.FAILED and bind and self._sender_refused(answer, record):
+                        retry.append(record)  # sent again at once, without the binding
+                        continue
+                    if attempt.outcome is not None:
+                        unbound = (
+                            attempt.outcome is Outcome.CREATED and not bind and sender_binding_matters(record)
+                        )
+                        results[record.activity_id] = (
+                            attempt.outcome,
+                            SENDER_UNBOUND if unbound else attempt.reason,
+                        )
+                        continue
+                    only_sender_fallback = False
+                    last_reason[record.activity_id] = attempt.reason or "dataverse_batch_not_applied"
+                    if attempt.retry_after is not None:
+                        waits.append(attempt.retry_after)
+                    retry.append(record)
+            pending = retry
+            if not pending or only_sender_fallback:
+                continue
+            round_number += 1
+            delay = max(waits) if waits else self._backoff(round_number)
+            if round_number >= RETRY_ROUNDS or waited + delay > RETRY_BUDGET_S:
+                for record in pending:
+                    results[record.activity_id] = (
+                        Outcome.FAILED,
+                        f"{last_reason.get(record.activity_id, 'dataverse_batch_not_applied')} (still failing"
+                        f" after {round_number} rounds and {waited:.0f} s of waiting)",
+                    )
+                return results
+            log.info(
+                "%d of %d emails to send again in %.1f s (round %d of %d): %s",
+                len(pending),
+                len(records),
+                delay,
+                round_number,
+                RETRY_ROUNDS,
+                "; ".join(sorted({last_reason.get(r.activity_id, "") for r in pending})[:3]),
+            )
+            self._sleep(delay)
+            waited += delay
+        return results
+
+    def _backoff(self, round_number: int) -> float:
+        return self._rng.uniform(0.0, min(_BACKOFF_MAX_S, _BACKOFF_BASE_S * 2 ** (round_number - 1)))
+
+    def _sender_refused(self, answer: BatchOutcome, record: EmailRecord) -> bool:
+        refused = [r for r in answer.responses if r.status >= 400]
+        if not refused or not is_sender_refused(refused[0]) or not sender_binding_matters(record):
+            return False
+        with self.state.lock:
+            if self.state.bind_external_sender:
+                self.state.bind_external_sender = False
+                self.state.sender_refusal_seen = True
+                log.warning(
+                    "Dataverse refused a contact, account or lead bound as the Sender (%s). The Sender of"
+                    " this and every later email of the run is kept as its address only; the regarding link"
+                    " still names the record.",
+                    _reason(refused[0]),
+                )
+        return True
+
+    def _send(self, records: list[EmailRecord], bind: bool) -> list[BatchOutcome]:
+        """One ``$batch`` for ``records``; a timed-out batch is split in half, each half sent on its own."""
+        try:
+            return self.dataverse.execute_batch(
+                email_change_sets(records, bind_external_sender=bind), continue_on_error=True
+            )
+        except DataverseTimeoutError:
+            if len(records) == 1:
+                return [BatchOutcome(ok=False, responses=())]
+            half = len(records) // 2
+            log.warning(
+                "A $batch of %d emails timed out; sending it as two of %d and %d",
+                len(records),
+                half,
+                len(records) - half,
+            )
+            return self._send(records[:half], bind) + self._send(records[half:], bind)
+
+
+class _Progress:
+    def __init__(self, label: str, total_chunks: int, total_emails: int, dataverse: DataverseHook) -> None:
+        self.label = label
+        self.total_chunks = total_chunks
+        self.total_emails = total_emails
+        self.dataverse = dataverse
+        self.base = dataverse.counters()
+        self.started = time.monotonic()
+        self._last = float("-inf")
+
+    def line(self, state: _LoadState) -> str:
+        elapsed = time.monotonic() - self.started
+        percent = 100.0 * state.chunks_done / self.total_chunks if self.total_chunks else 100.0
+        rate = state.emails_done / elapsed if elapsed > 0 else 0.0
+        done = state.done
+        requests = self.dataverse.request_count - self.base["requests"]
+        throttled = self.dataverse.throttled_count - self.base["throttled"]
+        waited = self.dataverse.throttle_wait_s - self.base["throttle_wait_s"]
+        # Short enough for the task log panel: progress, then outcomes, then what Dataverse cost.
+        return (
+            f"{self.label}: {percent:.0f}% ({state.chunks_done}/{self.total_chunks} chunks,"
+            f" {state.emails_done}/{self.total_emails} msgs, {rate:.0f}/s) | created {done['created']}"
+            f" present {done['already_present']} skipped {done['skipped']} failed {done['failed']}"
+            f" | {requests:.0f} req, {throttled:.0f} throttled, {waited:.1f} s throttle wait"
+        )
+
+    def maybe_log(self, state: _LoadState, *, force: bool = False, every_s: float = 10.0) -> None:
+        now = time.monotonic()
+        if force or now - self._last >= every_s:
+            self._last = now
+            log.info("%s", self.line(state))
 
 
 def _chunks(staging: RunStaging, manifest: dict[str, Any]) -> Iterator[_Chunk]:
-    lines = staging.read_lines(transform.PAYLOADS_FILE, manifest, "transform")
+    lines = staging.read_lines(layout.DECISIONS, manifest, "transform")
     for index in itertools.count():
-        records = list(itertools.islice(lines, CHUNK_SIZE))
+        records = [Decision.from_json(line) for line in itertools.islice(lines, CHUNK_SIZE)]
         if not records:
             return
         yield _Chunk(index, records)
 
 
-def _entry(record: dict[str, Any], outcome: Outcome, reason: str | None) -> LedgerEntry:
-    return LedgerEntry(
-        nylas_id=record["nylas_id"],
-        grant_id=record["grant_id"],
-        message_id=record.get("message_id"),
-        outcome=outcome,
-        reason=reason,
-        activity_id=record.get("activity_id"),
-    )
+def _earlier_part(staging: RunStaging, index: int, expected: int) -> list[LedgerEntry] | None:
+    """A part from an earlier attempt, if complete and readable; anything else is loaded again."""
+    part = staging.file(layout.load_part(index))
+    if not part.exists():
+        return None
+    try:
+        entries = [LedgerEntry.from_json(entry) for entry in json.loads(part.read_bytes())]
+    except (ValueError, TypeError, KeyError, UnicodeDecodeError):
+        log.warning("%s is damaged; its chunk is loaded again (idempotently).", part)
+        return None
+    return entries if len(entries) == expected else None
 
 
-def _create_and_complete(number: int, record: dict[str, Any]) -> ChangeSet:
-    """Create the email (Open) and complete it in one atomic change set.
-
-    Dataverse ignores ``statecode`` on create and rejects a Completed status there, hence the PATCH
-    that refers to the new row by its Content-ID (unique across the whole batch).
-    """
-    create_id = str(2 * number + 1)
-    return ChangeSet(
-        requests=[
-            BatchRequest("POST", "emails", body=record["create"], content_id=create_id),
-            BatchRequest("PATCH", f"${create_id}", body=record["complete"], content_id=str(2 * number + 2)),
-        ]
-    )
-
-
-class _ChunkLoader:
-    def __init__(self, dataverse: DataverseHook, batch_size: int) -> None:
-        self.dataverse = dataverse
-        self.batch_size = batch_size
-
-    def existing_message_ids(self, message_ids: list[str]) -> set[str]:
-        rows = self.dataverse.query_in("emails", "messageid", message_ids, select=["activityid", "messageid"])
-        return {str(row["messageid"]).casefold() for row in rows if row.get("messageid")}
-
-    def load(self, chunk: _Chunk) -> list[LedgerEntry]:
-        entries: dict[int, LedgerEntry] = {}
-        candidates: list[tuple[int, dict[str, Any]]] = []
-        for position, record in enumerate(chunk.records):
-            if record["outcome"] is not None:
-                entries[position] = _entry(record, Outcome(record["outcome"]), record["reason"])
-            else:
-                candidates.append((position, record))
-        if candidates:
-            present = self.existing_message_ids([record["message_id"] for _, record in candidates])
-            to_create = []
-            for position, record in candidates:
-                if record["message_id"].casefold() in present:
-                    entries[position] = _entry(record, Outcome.ALREADY_PRESENT, "messageid_exists")
-                else:
-                    to_create.append((position, record))
-            for start in range(0, len(to_create), self.batch_size):
-                batch = to_create[start : start + self.batch_size]
-                outcomes = self.dataverse.execute_batch(
-                    [_create_and_complete(number, record) for number, (_, record) in enumerate(batch)],
-                    continue_on_error=True,
-                )
-                for (position, record), outcome in zip(batch, outcomes, strict=True):
-                    entries[position] = self._classify(record, outcome)
-        return [entries[position] for position in range(len(chunk.records))]
-
-    @staticmethod
-    def _classify(record: dict[str, Any], outcome: BatchOutcome) -> LedgerEntry:
-        if outcome.ok:
-            return _entry(record, Outcome.CREATED, None)
-        failed = [response for response in outcome.responses if response.status >= 400]
-        if failed and _is_duplicate_key(failed[0]):
-            return _entry(record, Outcome.ALREADY_PRESENT, "activityid_exists")
-        return _entry(record, Outcome.FAILED, _error_reason(outcome))
-
-
-def load_window(grant: GrantConfig, staging: RunStaging, dataverse: DataverseHook) -> str:
+def load_window(grant: GrantConfig, staging: RunStaging, dataverse: DataverseHook) -> RunStaging:
     started = time.monotonic()
-    manifest = staging.read_manifest(transform.MANIFEST, "transform")
-    parts = staging.file(PARTS_DIR)
-    parts.mkdir(parents=True, exist_ok=True)
-    loader = _ChunkLoader(dataverse, grant.batch_size)
-    resumed = 0
-    done: Counter[str] = Counter()
-    lock = threading.Lock()
+    before = dataverse.counters()
+    manifest = staging.read_manifest("transform")
+    total = staging.verify(layout.DECISIONS, manifest, "transform")
+    staging.clear_after("load")
+    staging.file(layout.LOAD_PARTS).mkdir(parents=True, exist_ok=True)
+    state = _LoadState()
+    loader = _ChunkLoader(dataverse, grant.batch_size, state)
+    total_chunks = -(-total // CHUNK_SIZE)
+    progress = _Progress(f"Load {grant.key} {staging.label}", total_chunks, total, dataverse)
+    resumed = retried = 0
 
-    def run(chunk: _Chunk) -> None:
-        entries = loader.load(chunk)
-        part = parts / f"part-{chunk.index:06d}.json"
-        # Write then rename, so a crash never leaves a part that looks finished but is cut short.
-        partial = parts / f"part-{chunk.index:06d}.json.partial"
-        partial.write_bytes(json.dumps([entry.to_json() for entry in entries]).encode())
-        partial.fs.mv(partial.path, part.path)
-        with lock:
-            done.update(entry.outcome.value for entry in entries)
+    def run(chunk: _Chunk, earlier: list[LedgerEntry] | None) -> None:
+        entries = loader.load(chunk, earlier)
+        staging.write_json(layout.load_part(chunk.index), [entry.to_json() for entry in entries])
+        with state.lock:
+            state.done.update(entry.outcome.value for entry in entries)
+            state.chunks_done += 1
+            state.emails_done += len(entries)
+        progress.maybe_log(state)
 
-    # Chunks are produced lazily and at most 2 x workers are in flight, so memory stays bounded.
-    workers = max(1, grant.max_concurrency)
+    workers = (
+        dataverse.max_concurrency
+        if grant.max_concurrency is None
+        else min(grant.max_concurrency, dataverse.max_concurrency)
+    )
+    log.info(
+        "%s: %d messages in %d chunks, %d at a time, %d emails per $batch",
+        progress.label,
+        total,
+        total_chunks,
+        workers,
+        grant.batch_size,
+    )
     in_flight: set[Future[None]] = set()
-    total_chunks = 0
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="load") as pool:
         for chunk in _chunks(staging, manifest):
-            total_chunks += 1
-            if _finished_part(parts / f"part-{chunk.index:06d}.json", len(chunk.records)):
+            earlier = _earlier_part(staging, chunk.index, len(chunk.decisions))
+            if earlier is not None and all(entry.outcome is not Outcome.FAILED for entry in earlier):
                 resumed += 1
+                with state.lock:
+                    state.done.update(entry.outcome.value for entry in earlier)
+                    state.chunks_done += 1
+                    state.emails_done += len(earlier)
                 continue
-            in_flight.add(pool.submit(run, chunk))
+            retried += earlier is not None
+            in_flight.add(pool.submit(run, chunk, earlier))
+            # Chunks are read lazily and at most 2 x workers are in flight, so memory stays bounded.
             if len(in_flight) >= 2 * workers:
                 finished, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
                 for future in finished:
                     future.result()
-                log.info("Loaded chunks so far: %s", dict(done))
         for future in in_flight:
             future.result()
 
-    ledger_count = _write_ledger(staging, total_chunks)
+    removed, second_rows = _check_second_rows(grant, dataverse, _iter_parts(staging, total_chunks))
+    outcomes, ledger_count = _write_ledger(staging, _iter_parts(staging, total_chunks), removed)
+    progress.maybe_log(state, force=True)
+    used = {name: value - before.get(name, 0) for name, value in dataverse.counters().items()}
     staging.write_json(
-        MANIFEST,
+        layout.LOAD_MANIFEST,
         {
             "format_version": FORMAT_VERSION,
             "chunks": total_chunks,
             "chunks_resumed": resumed,
+            "chunks_with_failures_retried": retried,
             "ledger_entries": ledger_count,
+            "sender_unbound": state.sender_refusal_seen,
+            "second_rows": second_rows,
             "requests": {
-                "dataverse": dataverse.request_count,
-                "dataverse_retries": dataverse.retry_count,
-                "dataverse_throttled": dataverse.throttled_count,
-                "token": dataverse.token_requests,
+                "dataverse": used["requests"],
+                "dataverse_retries": used["retries"],
+                "dataverse_throttled": used["throttled"],
+                "token": used["token_requests"],
             },
-            "throttle_wait_s": round(dataverse.throttle_wait_s, 3),
+            "throttle_wait_s": round(used["throttle_wait_s"], 3),
             "duration_s": round(time.monotonic() - started, 3),
         },
     )
     log.info(
-        "Load finished: %d chunks (%d resumed from an earlier attempt), outcomes this attempt %s, "
-        "%d Dataverse requests (%d throttled)",
+        "Load finished: %d chunks (%d resumed, %d with earlier failures sent again), outcomes %s, "
+        "%d Dataverse requests (%d throttled, %.1f s waiting), %.1f s",
         total_chunks,
         resumed,
-        dict(done),
-        dataverse.request_count,
-        dataverse.throttled_count,
+        retried,
+        dict(outcomes),
+        used["requests"],
+        used["throttled"],
+        used["throttle_wait_s"],
+        time.monotonic() - started,
     )
-    return str(staging.folder)
+    return staging
 
 
-def _finished_part(part: Any, expected_entries: int) -> bool:
-    """A part from an earlier attempt counts only if it is complete; anything else is redone."""
-    if not part.exists():
-        return False
-    try:
-        entries = json.loads(part.read_bytes())
-    except (ValueError, UnicodeDecodeError):
-        log.warning("%s is damaged; its chunk is loaded again (idempotently).", part)
-        return False
-    return isinstance(entries, list) and len(entries) == expected_entries
+def _iter_parts(staging: RunStaging, total_chunks: int) -> Iterator[list[LedgerEntry]]:
+    for index in range(total_chunks):
+        part = staging.file(layout.load_part(index))
+        if not part.exists():
+            raise StagingError(f"{part} is missing after load; rerun 'load' for this run.")
+        yield [LedgerEntry.from_json(entry) for entry in json.loads(part.read_bytes())]
 
 
-def _write_ledger(staging: RunStaging, total_chunks: int) -> int:
-    count = 0
-    with staging.file(LEDGER_FILE).open("wb") as ledger:
-        for index in range(total_chunks):
-            part = staging.file(PARTS_DIR) / f"part-{index:06d}.json"
-            if not part.exists():
-                raise StagingError(f"{part} is missing after load; rerun 'load' for this window.")
-            for entry in json.loads(part.read_bytes()):
-                ledger.write(json.dumps(entry, ensure_ascii=False).encode() + b"\n")
-                count += 1
-    return count
+def _check_second_rows(
+    grant: GrantConfig, dataverse: DataverseHook, parts: Iterator[list[LedgerEntry]]
+) -> tuple[set[str], list[dict[str, Any]]]:
+    """Message-IDs this run created that Dataverse now holds twice (one lookup per part); optionally remove
+    the copy this run made. Returns the Nylas ids whose copy was removed, and what was found."""
+    removed: set[str] = set()
+    found: list[dict[str, Any]] = []
+    if not grant.verify_after_load:
+        return removed, found
+    for entries in parts:
+        created = {
+            message_id_key(entry.internet_message_id): entry
+            for entry in entries
+            if entry.outcome is Outcome.CREATED and entry.internet_message_id
+        }
+        if not created:
+            continue
+        values = [
+            value for entry in created.values() for value in lookup_values(str(entry.internet_message_id))
+        ]
+        rows_by_key: dict[str, set[str]] = defaultdict(set)
+        for row in dataverse.query_in(EMAILS, "messageid", values, select=list(MESSAGE_ID_COLUMNS)):
+            if row.get("messageid"):
+                rows_by_key[message_id_key(str(row["messageid"]))].add(str(row.get("activityid", "")).lower())
+        for key, activity_ids in rows_by_key.items():
+            entry = created.get(key)
+            if entry is None or len(activity_ids) < 2:
+                continue
+            ours = (entry.activity_id or "").lower()
+            copy_removed = grant.remove_race_duplicates and ours in activity_ids
+            if copy_removed:
+                dataverse.delete(EMAILS, ours)
+                removed.add(entry.nylas_id)
+            found.append(
+                {"nylas_id": entry.nylas_id, "rows": len(activity_ids), "our_copy_removed": copy_removed}
+            )
+    if found:
+        log.warning(
+            "%d message(s) this run created are now in Dataverse twice (another writer, such as server-side"
+            " sync, tracked them between our lookup and our create)%s.",
+            len(found),
+            "; our copies were removed"
+            if grant.remove_race_duplicates
+            else "; set remove_race_duplicates: true in the grants file to remove the copies this"
+            " pipeline makes",
+        )
+    return removed, found
+
+
+def _write_ledger(
+    staging: RunStaging, parts: Iterator[list[LedgerEntry]], removed: set[str]
+) -> tuple[Counter[str], int]:
+    # Streamed: load.json, written after it, records the entry count and the report checks it.
+    outcomes: Counter[str] = Counter()
+    with open_binary(staging.file(layout.LEDGER), "wb") as ledger:
+        _write_entries(ledger, parts, removed, outcomes)
+    return outcomes, sum(outcomes.values())
+
+
+def _write_entries(
+    ledger: Any, parts: Iterator[list[LedgerEntry]], removed: set[str], outcomes: Counter[str]
+) -> None:
+    for entries in parts:
+        for entry in entries:
+            if entry.nylas_id in removed:
+                entry = LedgerEntry(
+                    nylas_id=entry.nylas_id,
+                    grant_id=entry.grant_id,
+                    internet_message_id=entry.internet_message_id,
+                    outcome=Outcome.ALREADY_PRESENT,
+                    reason="second_row_removed: another writer created the message at the same time",
+                    activity_id=entry.activity_id,
+                )
+            outcomes[entry.outcome.value] += 1
+            ledger.write(json.dumps(entry.to_json(), ensure_ascii=False).encode() + b"\n")

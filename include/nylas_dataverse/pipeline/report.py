@@ -12,23 +12,24 @@ import logging
 from typing import Any
 
 from nylas_dataverse.core.config import GrantConfig
+from nylas_dataverse.core.errors import FailureKind, PipelineError
 from nylas_dataverse.core.ledger import LedgerEntry, Outcome, RunReport
-from nylas_dataverse.pipeline import extract, load, transform
-from nylas_dataverse.pipeline.staging import RunStaging, StagingError
+from nylas_dataverse.pipeline import layout
+from nylas_dataverse.pipeline.staging import RunStaging, StagingError, open_binary
 
 log = logging.getLogger(__name__)
 
-REPORT_FILE = "report.json"
 
-
-class TooManyFailuresError(RuntimeError):
+class TooManyFailuresError(PipelineError, RuntimeError):
     """More messages failed than the grant allows; the report lists why."""
+
+    KIND = FailureKind.TOO_MANY_FAILURES
 
 
 def build_report(grant: GrantConfig, staging: RunStaging) -> RunReport:
-    extracted = staging.read_manifest(extract.MANIFEST, "extract")
-    transformed = staging.read_manifest(transform.MANIFEST, "transform")
-    loaded = staging.read_manifest(load.MANIFEST, "load")
+    extracted = staging.read_manifest("extract")
+    transformed = staging.read_manifest("transform")
+    loaded = staging.read_manifest("load")
     window = extracted["window"]
     report = RunReport(
         staging.dag_id,
@@ -36,13 +37,13 @@ def build_report(grant: GrantConfig, staging: RunStaging) -> RunReport:
         dt.datetime.fromisoformat(window["start"]),
         dt.datetime.fromisoformat(window["end"]),
     )
-    report.extracted = extracted["files"][extract.MESSAGES_FILE]["count"]
-    ledger_path = staging.file(load.LEDGER_FILE)
+    report.extracted = extracted["files"][layout.MESSAGES]["count"]
+    ledger_path = staging.file(layout.LEDGER)
     if not ledger_path.exists():
         raise StagingError(f"{ledger_path} is missing; rerun 'load' for this window.")
     lines_read = 0
     try:
-        with ledger_path.open("rb") as lines:
+        with open_binary(ledger_path, "rb") as lines:
             for line in lines:
                 report.add(LedgerEntry.from_json(json.loads(line)))
                 lines_read += 1
@@ -86,15 +87,16 @@ def report_window(grant: GrantConfig, staging: RunStaging) -> dict[str, Any]:
     report = build_report(grant, staging)
     report.check_invariant()
     data = report.to_json()
-    staging.write_json(REPORT_FILE, data)
+    staging.write_json(layout.REPORT, data)
     log.info("Run summary for %s\n%s", report.dag_id, report.summary_table())
-    log.info("Report: %s  Ledger: %s", staging.file(REPORT_FILE), staging.file(load.LEDGER_FILE))
+    log.info("Report: %s  Ledger: %s", staging.file(layout.REPORT), staging.file(layout.LEDGER))
     _emit_metrics(report, data)
     failed = report.counts[Outcome.FAILED]
     if failed > grant.max_failures:
         raise TooManyFailuresError(
             f"{failed} messages failed (allowed: {grant.max_failures}); "
             f"reasons: {dict(report.failed_by_reason)}. Everything else was loaded; "
-            f"see {staging.file(load.LEDGER_FILE)} for each message."
+            f"see {staging.file(layout.LEDGER)} for each message."
         )
-    return data["counts"]
+    counts: dict[str, Any] = data["counts"]
+    return counts

@@ -1,14 +1,18 @@
-"""Transform: staged Nylas messages -> one decision per message (a Dataverse payload, a skip, a failure).
+"""Transform: staged Nylas messages -> one ``Decision`` per message (an email to create, a skip, a failure).
 
 All judgement lives in the pure core (policy, resolution, mapping); this module streams the staged file,
-resolves the run's distinct addresses in bulk, and writes the decisions. Three streaming passes keep
-memory proportional to distinct addresses and threads, not to messages:
+resolves the run's distinct addresses in bulk, and writes the decisions in extract's order. Two streaming
+passes keep memory proportional to distinct addresses, not to messages:
 
-1. collect every address;
-2. (only in "first message of each thread" mode) find each thread's earliest trackable message;
-3. decide and map every message.
+1. parse every message and collect its addresses; resolve them all at once;
+2. parse again, decide each message with the capture policy, and map only the ones to create.
 
-A message the core cannot parse is quarantined with its reason and recorded as failed, never dropped.
+In "first message of each thread" mode the thread rule needs the day's messages oldest first (Nylas lists
+newest first), so pass 1 also keeps each message without its body and the policy decides them in date order
+before pass 2; that mode's memory grows with the day's message count (headers only).
+
+A message the core cannot parse is quarantined with its reason and recorded as failed, never dropped. A
+message the policy skips is recorded as skipped even if it could not have been mapped.
 """
 
 from __future__ import annotations
@@ -16,78 +20,104 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from nylas_dataverse.core.config import GrantConfig
-from nylas_dataverse.core.identity import header_value
+from nylas_dataverse.core.identity import activity_id, dataverse_message_id
 from nylas_dataverse.core.ledger import Outcome
 from nylas_dataverse.core.mapping import MappingContext, map_message
 from nylas_dataverse.core.messages import BadMessage, NylasMessage, parse_message
-from nylas_dataverse.core.policy import FolderRoles, SkipReason, ThreadTracker, decide
+from nylas_dataverse.core.policy import FolderRoles, SkipReason, ThreadTracker, decide, party_addresses
+from nylas_dataverse.core.records import Decision
 from nylas_dataverse.core.resolution import Directory
 from nylas_dataverse.hooks.dataverse import DataverseHook
-from nylas_dataverse.pipeline import extract
+from nylas_dataverse.pipeline import layout
 from nylas_dataverse.pipeline.directory import resolve_addresses
 from nylas_dataverse.pipeline.staging import FORMAT_VERSION, RunStaging
 
 log = logging.getLogger(__name__)
 
-PAYLOADS_FILE = "payloads.jsonl.gz"
-QUARANTINE_FILE = "quarantine.jsonl.gz"
-MANIFEST = "transform.json"
-# Everything downstream of transform is invalidated when transform reruns.
-DOWNSTREAM = ("load", "load.json", "ledger.jsonl", "report.json")
-
 _KNOWN_ENTITIES = frozenset({"contact", "account", "lead"})
-
-
-def _addresses(message: NylasMessage) -> Iterator[str]:
-    for participants in (message.from_, message.to, message.cc, message.bcc):
-        for participant in participants:
-            yield participant.email
 
 
 @dataclass(frozen=True)
 class _Parsed:
-    raw: dict[str, Any]
+    raw: Any
     message: NylasMessage | None
     error: BadMessage | None
     line: int
 
+    @property
+    def nylas_id(self) -> str:
+        raw_id = self.raw.get("id") if isinstance(self.raw, dict) else None
+        return raw_id if isinstance(raw_id, str) and raw_id else f"<unparseable line {self.line}>"
+
 
 def _parsed(staging: RunStaging, manifest: dict[str, Any]) -> Iterator[_Parsed]:
-    for line, raw in enumerate(staging.read_lines(extract.MESSAGES_FILE, manifest, "extract"), start=1):
+    for line, raw in enumerate(staging.read_lines(layout.MESSAGES, manifest, "extract"), start=1):
         try:
             yield _Parsed(raw, parse_message(raw), None, line)
         except BadMessage as exc:
             yield _Parsed(raw, None, exc, line)
 
 
-def _ledger_id(item: _Parsed) -> str:
-    raw_id = item.raw.get("id") if isinstance(item.raw, dict) else None
-    return raw_id if isinstance(raw_id, str) and raw_id else f"<unparseable line {item.line}>"
+class _Policy:
+    """The grant's capture policy over this run's directory; the thread rule decided oldest first."""
+
+    def __init__(self, grant: GrantConfig, directory: Directory, context: MappingContext) -> None:
+        self.grant = grant
+        self.directory = directory
+        self.context = context
+        self._thread_verdicts: dict[str, SkipReason | None] | None = None
+
+    def _known_external(self, address: str) -> bool:
+        resolution = self.directory.resolve(address)
+        return resolution is not None and resolution.entity in _KNOWN_ENTITIES
+
+    def _decide(self, message: NylasMessage, threads: ThreadTracker) -> SkipReason | None:
+        return decide(
+            message,
+            policy=self.grant.policy,
+            org_domains=self.grant.org_domains,
+            grant_email=self.context.grant_email,
+            folder_roles=self.context.folder_roles,
+            known_external=self._known_external,
+            threads=threads,
+        )
+
+    def settle_threads(self, messages: list[NylasMessage]) -> None:
+        """Decide the day's messages oldest first, so the thread rule keeps each thread's first one."""
+        threads = ThreadTracker()
+        self._thread_verdicts = {
+            message.id: self._decide(message, threads)
+            for message in sorted(messages, key=lambda message: (message.date, message.id))
+        }
+
+    def skip_reason(self, message: NylasMessage) -> SkipReason | None:
+        if self._thread_verdicts is not None and message.id in self._thread_verdicts:
+            return self._thread_verdicts[message.id]
+        return self._decide(message, ThreadTracker())
 
 
-def transform_window(grant: GrantConfig, staging: RunStaging, dataverse: DataverseHook) -> str:
+def transform_window(grant: GrantConfig, staging: RunStaging, dataverse: DataverseHook) -> RunStaging:
     started = time.monotonic()
-    manifest = staging.read_manifest(extract.MANIFEST, "extract")
-    staging.clear_from(DOWNSTREAM)
+    requests_before = dataverse.request_count
+    manifest = staging.read_manifest("extract")
+    staging.clear_after("extract")
     grant_email: str | None = manifest.get("grant_email")
     folder_roles = FolderRoles(manifest.get("folder_roles", {}))
+    thread_mode = grant.policy.first_message_of_thread_only
 
-    addresses: set[str] = set()
-    if grant_email:
-        addresses.add(grant_email)
+    addresses: set[str] = {grant_email} if grant_email else set()
+    bodiless: list[NylasMessage] = []
     for item in _parsed(staging, manifest):
         if item.message is not None:
-            addresses.update(_addresses(item.message))
+            addresses.update(party_addresses(item.message))
+            if thread_mode:
+                bodiless.append(dataclasses.replace(item.message, body=None, snippet=""))
     directory = resolve_addresses(addresses, dataverse)
-
-    def known_external(address: str) -> bool:
-        resolution = directory.resolve(address)
-        return resolution is not None and resolution.entity in _KNOWN_ENTITIES
 
     owner = directory.resolve(grant_email) if grant_email else None
     context = MappingContext(
@@ -102,135 +132,85 @@ def transform_window(grant: GrantConfig, staging: RunStaging, dataverse: Dataver
         log.warning(
             "Mailbox owner %s is not a Dataverse system user; emails keep the default owner.", grant_email
         )
+    policy = _Policy(grant, directory, context)
+    if thread_mode:
+        policy.settle_threads(bodiless)
+        bodiless.clear()
 
-    # The thread rule needs the whole run (Nylas lists newest first), so it is applied separately below.
-    per_message_policy = dataclasses.replace(grant.policy, first_message_of_thread_only=False)
-
-    def decision(message: NylasMessage) -> SkipReason | None:
-        return decide(
-            message,
-            policy=per_message_policy,
-            org_domains=grant.org_domains,
-            grant_email=grant_email,
-            folder_roles=folder_roles,
-            known_external=known_external,
-            threads=ThreadTracker(),
-        )
-
-    first_in_thread = (
-        _first_trackable_in_threads(staging, manifest, decision)
-        if grant.policy.first_message_of_thread_only
-        else None
-    )
-
-    counts: dict[str, int] = {"to_load": 0, "skipped": 0, "failed": 0}
+    counts = {"to_load": 0, "skipped": 0, "failed": 0}
     unresolved: set[str] = set()
     ambiguous: set[str] = set()
-    with staging.writer(PAYLOADS_FILE) as payloads, staging.writer(QUARANTINE_FILE) as quarantine:
+    with staging.writer(layout.DECISIONS) as decisions, staging.writer(layout.QUARANTINE) as quarantine:
         for item in _parsed(staging, manifest):
-            record = _decide_and_map(item, grant, directory, context, decision, first_in_thread)
-            if item.error is not None:
+            if item.message is None:
                 quarantine.write({"line": item.line, "reason": str(item.error), "message": item.raw})
-            if record["outcome"] is None:
-                counts["to_load"] += 1
-                unresolved.update(record.pop("_unresolved"))
-                ambiguous.update(record.pop("_ambiguous"))
+                decision = Decision(
+                    item.nylas_id, grant.grant_id, Outcome.FAILED, reason=f"invalid_message: {item.error}"
+                )
             else:
-                counts[str(record["outcome"])] += 1
-            payloads.write(record)
+                decision = _decision(item.message, grant, policy, directory, context, unresolved, ambiguous)
+            counts["to_load" if decision.pending else str(decision.outcome)] += 1
+            decisions.write(decision.to_json())
 
     staging.write_json(
-        MANIFEST,
+        layout.TRANSFORM_MANIFEST,
         {
             "format_version": FORMAT_VERSION,
             "files": {
-                PAYLOADS_FILE: {"count": payloads.count, "sha256": payloads.sha256},
-                QUARANTINE_FILE: {"count": quarantine.count, "sha256": quarantine.sha256},
+                layout.DECISIONS: decisions.manifest_entry(),
+                layout.QUARANTINE: quarantine.manifest_entry(),
             },
             "counts": counts,
             "unresolved_addresses": len(unresolved),
             "ambiguous_addresses": len(ambiguous),
             "directory_addresses": len(addresses),
             "owner_systemuser_id": context.owner_systemuser_id,
-            "requests": {"dataverse": dataverse.request_count},
+            "requests": {"dataverse": dataverse.request_count - requests_before},
             "duration_s": round(time.monotonic() - started, 3),
         },
     )
     log.info(
         "Transformed %d messages: %d to load, %d skipped, %d failed (quarantined: %d); "
-        "%d distinct addresses, %d unresolved",
-        payloads.count,
+        "%d distinct addresses, %d unresolved, %d ambiguous (%.1f s)",
+        decisions.count,
         counts["to_load"],
         counts["skipped"],
         counts["failed"],
         quarantine.count,
         len(addresses),
         len(unresolved),
+        len(ambiguous),
+        time.monotonic() - started,
     )
-    return str(staging.folder)
+    return staging
 
 
-def _first_trackable_in_threads(
-    staging: RunStaging,
-    manifest: dict[str, Any],
-    decision: Callable[[NylasMessage], SkipReason | None],
-) -> dict[str, tuple[int, str]]:
-    """Each thread's earliest message that every other rule would track and that is not a reply."""
-    first: dict[str, tuple[int, str]] = {}
-    for item in _parsed(staging, manifest):
-        message = item.message
-        if message is None or decision(message) is not None:
-            continue
-        if header_value(message.headers, "In-Reply-To") or header_value(message.headers, "References"):
-            continue
-        key = (message.date, message.id)
-        if message.thread_id not in first or key < first[message.thread_id]:
-            first[message.thread_id] = key
-    return first
-
-
-def _decide_and_map(
-    item: _Parsed,
+def _decision(
+    message: NylasMessage,
     grant: GrantConfig,
+    policy: _Policy,
     directory: Directory,
     context: MappingContext,
-    decision: Callable[[NylasMessage], SkipReason | None],
-    first_in_thread: dict[str, tuple[int, str]] | None,
-) -> dict[str, Any]:
-    record: dict[str, Any] = {
-        "nylas_id": _ledger_id(item),
-        "grant_id": grant.grant_id,
-        "message_id": None,
-        "activity_id": None,
-        "outcome": None,
-        "reason": None,
-    }
-    message = item.message
-    if message is None:
-        record.update(outcome=Outcome.FAILED.value, reason=f"invalid_message: {item.error}")
-        return record
-    skip = decision(message)
-    if (
-        skip is None
-        and first_in_thread is not None
-        and first_in_thread.get(message.thread_id) != (message.date, message.id)
-    ):
-        skip = SkipReason.NOT_FIRST_IN_THREAD
-    try:
-        payload = map_message(message, directory, context)
-    except Exception as exc:  # one bad message must never stop the run: record it and go on
-        record.update(outcome=Outcome.FAILED.value, reason=f"mapping_error: {type(exc).__name__}: {exc}")
-        return record
-    record["message_id"] = payload.message_id
-    record["activity_id"] = payload.activity_id
+    unresolved: set[str],
+    ambiguous: set[str],
+) -> Decision:
+    skip = policy.skip_reason(message)
     if skip is not None:
-        record.update(outcome=Outcome.SKIPPED.value, reason=skip.value)
-        return record
-    record.update(
-        create=payload.create,
-        complete=payload.complete,
-        outgoing=payload.outgoing,
-        _unresolved=list(payload.unresolved),
-        _ambiguous=list(payload.ambiguous),
-    )
-    return record
+        internet_id, _ = dataverse_message_id(message)
+        return Decision(
+            message.id,
+            grant.grant_id,
+            Outcome.SKIPPED,
+            reason=skip.value,
+            internet_message_id=internet_id,
+            activity_id=str(activity_id(internet_id)),
+        )
+    try:
+        mapped = map_message(message, directory, context)
+    except Exception as exc:  # one bad message must never stop the run: record it and go on
+        return Decision(
+            message.id, grant.grant_id, Outcome.FAILED, reason=f"mapping_error: {type(exc).__name__}: {exc}"
+        )
+    unresolved.update(address.casefold() for address in mapped.unresolved)
+    ambiguous.update(address.casefold() for address in mapped.ambiguous)
+    return Decision.to_load(message.id, grant.grant_id, mapped.record)

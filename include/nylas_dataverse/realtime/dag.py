@@ -17,6 +17,7 @@ import pendulum
 from airflow.sdk import DAG, Asset, AssetWatcher, dag, task
 from airflow.sdk.exceptions import AirflowFailException
 
+from nylas_dataverse.core.config import REALTIME_DAG_ID
 from nylas_dataverse.pipeline.settings import load_grants
 from nylas_dataverse.pipeline.staging import staging_root
 from nylas_dataverse.realtime.inbox import Inbox
@@ -25,7 +26,6 @@ from nylas_dataverse.realtime.trigger import InboxTrigger
 
 log = logging.getLogger(__name__)
 
-REALTIME_DAG_ID = "nylas_to_dataverse__realtime"
 INBOX_ASSET_NAME = "nylas_webhook_inbox"
 
 _DOC = """

@@ -44,6 +44,7 @@ from typing import Any
 
 from airflow.sdk import ObjectStoragePath
 
+from nylas_dataverse.pipeline.staging import open_binary
 from nylas_dataverse.realtime.notifications import Notification
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ def _children(folder: ObjectStoragePath) -> list[ObjectStoragePath]:
 def create_exclusive(path: ObjectStoragePath, data: bytes) -> bool:
     """Write ``data`` to ``path`` unless it exists; True when this call created it."""
     try:
-        with path.open("xb") as handle:
+        with open_binary(path, "xb") as handle:
             handle.write(data)
         return True
     except FileExistsError:

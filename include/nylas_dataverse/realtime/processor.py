@@ -41,14 +41,14 @@ from airflow.sdk import ObjectStoragePath
 
 from nylas_dataverse.core.config import GrantConfig
 from nylas_dataverse.core.window import Window
-from nylas_dataverse.hooks.dataverse import DataverseHook
-from nylas_dataverse.hooks.errors import NylasNotFoundError, ServiceError
+from nylas_dataverse.hooks.errors import NylasNotFoundError
 from nylas_dataverse.hooks.nylas import NylasHook
-from nylas_dataverse.pipeline.extract import MESSAGES_FILE, grant_context, write_manifest
-from nylas_dataverse.pipeline.load import load_window
-from nylas_dataverse.pipeline.report import TooManyFailuresError, report_window
+from nylas_dataverse.pipeline import layout
+from nylas_dataverse.pipeline.extract import grant_context, write_manifest
+from nylas_dataverse.pipeline.failures import classify
+from nylas_dataverse.pipeline.report import TooManyFailuresError
+from nylas_dataverse.pipeline.run import ServicePool, Services, run_window
 from nylas_dataverse.pipeline.staging import RunStaging
-from nylas_dataverse.pipeline.transform import transform_window
 from nylas_dataverse.realtime.inbox import Batch, Inbox
 from nylas_dataverse.realtime.notifications import (
     InvalidNotification,
@@ -59,7 +59,7 @@ from nylas_dataverse.realtime.notifications import (
 
 log = logging.getLogger(__name__)
 
-RUN_LABEL_PREFIX = "realtime-"
+RUN_LABEL_PREFIX = layout.REALTIME_LABEL_PREFIX
 BASIC_HEADERS = frozenset({"message-id", "in-reply-to", "references"})
 ONE_DAY = dt.timedelta(days=1)
 
@@ -126,13 +126,14 @@ def stage_messages(
 ) -> GrantOutcome:
     """Write the notifications' messages and an extract manifest, in the format extract writes."""
     started = time.monotonic()
+    requests_before = nylas.request_count
     outcome = GrantOutcome(grant.key, len(notifications), staging=str(staging.folder))
     staging.clear()
     context = grant_context(grant, nylas)
     seen: set[str] = set()
     duplicates = 0
     dates: list[object] = []
-    with staging.writer(MESSAGES_FILE) as writer:
+    with staging.writer(layout.MESSAGES) as writer:
         for notification in notifications:
             message_id = str(notification.object_id)
             if message_id in seen:
@@ -167,7 +168,7 @@ def stage_messages(
             "bodies_fetched": outcome.fetched,
             "gone": outcome.gone,
         },
-        nylas_requests=nylas.request_count,
+        nylas_requests=nylas.request_count - requests_before,
         duration_s=time.monotonic() - started,
     )
     log.info(
@@ -187,39 +188,46 @@ def _process_grant(
     batch: Batch,
     staging_root: ObjectStoragePath,
     now: dt.datetime,
+    services: Services,
 ) -> GrantOutcome:
-    staging = RunStaging(staging_root, grant.dag_id, f"{RUN_LABEL_PREFIX}{batch.id}")
-    try:
-        outcome = stage_messages(
-            grant, notifications, staging, NylasHook(grant.nylas_conn_id), batch_id=batch.id, now=now
+    staging = RunStaging(staging_root, grant.dag_id, layout.realtime_label(batch.id))
+    staged: list[GrantOutcome] = []
+
+    def source(staging: RunStaging, services: Services) -> None:
+        staged.append(
+            stage_messages(grant, notifications, staging, services.nylas, batch_id=batch.id, now=now)
         )
-        # One hook per step, as in the daily DAG: each manifest records its own request count.
-        transform_window(grant, staging, DataverseHook(grant.dataverse_conn_id))
-        load_window(grant, staging, DataverseHook(grant.dataverse_conn_id))
+
+    try:
         try:
-            outcome.counts = report_window(grant, staging)
+            counts = run_window(grant, staging, services=services, source=source)
+            outcome = staged[0]
+            outcome.counts = counts or {}
         except TooManyFailuresError as exc:
+            outcome = staged[0]
             outcome.error = f"too_many_failures: {exc}"
             log.error("Grant %s, batch %s: %s", grant.key, batch.id, exc)
             outcome.counts = _report_counts(staging)
-    except ServiceError as exc:
-        if exc.transient:
+    except Exception as exc:
+        failure = classify(exc)
+        if failure.retryable:
             raise
         outcome = GrantOutcome(grant.key, len(notifications), staging=str(staging.folder))
         outcome.error = f"{type(exc).__name__}: {exc}"
         log.error(
-            "Grant %s: giving up its %d notification(s) in batch %s: %s. Fix the cause (for an expired "
-            "grant: re-authenticate it in Nylas); the daily run picks these messages up afterwards.",
+            "Grant %s: giving up its %d notification(s) in batch %s: %s. Fix the cause (%s); the daily run"
+            " picks these messages up afterwards.",
             grant.key,
             len(notifications),
             batch.id,
-            exc,
+            failure.one_line(),
+            failure.remedy,
         )
     return outcome
 
 
 def _report_counts(staging: RunStaging) -> dict[str, int]:
-    report = staging.file("report.json")
+    report = staging.file(layout.REPORT)
     return dict(json.loads(report.read_bytes())["counts"]) if report.exists() else {}
 
 
@@ -249,6 +257,7 @@ def process_batch(
     for notification in _notifications(batch):
         grouped[str(notification.grant_id)].append(notification)
     summary: dict[str, Any] = {"batch_id": batch.id, "grants": {}, "unknown_grants": {}}
+    pool = ServicePool()
     for grant_id, notifications in sorted(grouped.items()):
         grant = by_grant_id.get(grant_id)
         if grant is None:
@@ -265,7 +274,7 @@ def process_batch(
         if marker.exists():
             summary["grants"][grant.key] = json.loads(marker.read_bytes())
             continue
-        outcome = _process_grant(grant, notifications, batch, staging_root, now())
+        outcome = _process_grant(grant, notifications, batch, staging_root, now(), pool.for_grant(grant))
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_bytes(json.dumps(outcome.to_json()).encode())
         summary["grants"][grant.key] = outcome.to_json()

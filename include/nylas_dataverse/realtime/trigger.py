@@ -31,7 +31,7 @@ class InboxTrigger(BaseEventTrigger):
     """Fires when notifications are pending in the inbox under ``staging_url``."""
 
     def __init__(self, staging_url: str, poll_interval: float = DEFAULT_POLL_INTERVAL_S) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self.staging_url = staging_url
         self.poll_interval = poll_interval
 
@@ -50,7 +50,7 @@ class InboxTrigger(BaseEventTrigger):
             stranded = []
         if stranded:
             log.info("%d batch(es) were claimed earlier but not finished; announcing them", len(stranded))
-            yield TriggerEvent({"batch_id": stranded[-1].id, "recovered": len(stranded)})
+            yield TriggerEvent({"batch_id": stranded[-1].id, "recovered": len(stranded)})  # type: ignore[no-untyped-call]
         while True:
             try:
                 batch = await asyncio.to_thread(inbox.claim_batch)
@@ -62,4 +62,4 @@ class InboxTrigger(BaseEventTrigger):
             if batch is None:
                 await asyncio.sleep(self.poll_interval)
                 continue
-            yield TriggerEvent({"batch_id": batch.id})
+            yield TriggerEvent({"batch_id": batch.id})  # type: ignore[no-untyped-call]
