@@ -27,7 +27,7 @@ import pytest
 from airflow.sdk import RetryAction
 
 from nylas_dataverse.hooks.dataverse import DataverseHook
-from nylas_dataverse.hooks.errors import DataverseAuthError, DataverseThrottledError
+from nylas_dataverse.hooks.errors import DataverseThrottledError
 from nylas_dataverse.pipeline.failures import RetryWhenRetryable
 
 from .conftest import BULK_DAY, DrillRunner, grants
@@ -106,13 +106,6 @@ def test_a_storm_of_429s_5xx_expiring_tokens_and_nylas_faults_still_lands_the_da
     assert set(rows) == loaded, "an email is missing from Dataverse"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=DataverseAuthError,
-    reason="DataverseHook._request refreshes the token at most once per logical request, and the retry "
-    "loop keeps sending the token it started with; a token that expires again while the request waits "
-    "out Retry-After ends the task with a non-retryable 'refused a fresh token' error",
-)
 def test_a_token_that_expires_twice_while_one_request_waits_out_429s_does_not_fail_the_task(
     drill_sandbox: Any,
 ) -> None:

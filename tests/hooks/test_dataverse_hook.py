@@ -81,11 +81,13 @@ def test_a_401_drops_the_token_fetches_a_new_one_and_retries_once(
     assert sent == ["Bearer token-old", "Bearer token-new"]
 
 
-def test_a_second_401_with_a_fresh_token_is_an_auth_error(
+def test_401s_on_tokens_entra_just_issued_are_an_auth_error(
     dataverse: DataverseEnv, make_dataverse_hook: MakeHook
 ) -> None:
+    # Three fresh tokens refused in a row: the application user itself is refused, not an expired token.
     dataverse.issue_token("token-1")
     dataverse.issue_token("token-2")
+    dataverse.issue_token("token-3")
     dataverse.rsps.get(
         f"{dataverse.api}WhoAmI",
         status=401,
@@ -97,7 +99,9 @@ def test_a_second_401_with_a_fresh_token_is_an_auth_error(
 
     assert caught.value.status == 401
     assert caught.value.transient is False
-    assert len(dataverse.api_calls()) == 2
+    assert caught.value.kind == "credentials"
+    assert len(dataverse.api_calls()) == 3
+    assert len(dataverse.token_calls()) == 3
 
 
 def test_a_refused_token_names_tenant_and_client_but_never_the_secret(

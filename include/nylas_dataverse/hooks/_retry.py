@@ -77,6 +77,14 @@ class RetryStats:
             self.throttled += 1
 
 
+@dataclass
+class RetryBudget:
+    """Attempts made and when the first one started, for one logical request."""
+
+    started_at: float
+    attempts: int = 0
+
+
 @dataclass(frozen=True)
 class GiveUp:
     """Why retrying stopped; handed to the caller's ``give_up`` callback to build its error."""
@@ -128,6 +136,7 @@ def send_with_retry(
     clock: Callable[[], float],
     rng: random.Random,
     retry_timeouts: bool = True,
+    budget: RetryBudget | None = None,
 ) -> requests.Response:
     """Call ``send`` until it returns a non-retryable response, or raise ``give_up(...)``.
 
@@ -135,11 +144,14 @@ def send_with_retry(
     responses (2xx, 3xx, other 4xx) are returned for the caller to interpret. Exceptions from ``send``
     other than connection errors and timeouts propagate unchanged; so does a timeout when
     ``retry_timeouts`` is False (a caller that can make the request smaller should, instead of resending it).
+    ``budget`` lets a caller that calls this again for one logical request (after renewing a token) keep
+    one count of attempts and one time budget for all of it.
     """
-    start = clock()
-    attempt = 0
+    budget = budget or RetryBudget(started_at=clock())
+    start = budget.started_at
     while True:
-        attempt += 1
+        budget.attempts += 1
+        attempt = budget.attempts
         stats.count_request()
         response: requests.Response | None = None
         exception: BaseException | None = None

@@ -28,7 +28,7 @@ import requests
 
 from nylas_dataverse.hooks._base import RetryingServiceHook
 from nylas_dataverse.hooks._connection import normalize_base_url, number_extra, read_extras, required_text
-from nylas_dataverse.hooks._retry import GiveUp, RetryPolicy, send_with_retry
+from nylas_dataverse.hooks._retry import GiveUp, RetryBudget, RetryPolicy, send_with_retry
 from nylas_dataverse.hooks.errors import (
     ConnectionConfigError,
     DataverseAuthError,
@@ -74,6 +74,11 @@ MICROSOFT_LOGIN_HOSTS = frozenset(
     }
 )
 MAX_GET_URL_LENGTH = 32_768
+# Tokens one request may drop after a 401 before it gives up; the request's retry time budget spans them all.
+MAX_TOKEN_REFRESHES = 10
+# Tokens Entra issued moments before that Dataverse refuses in a row: the application user itself is refused
+# (more than one, because a token can also die in transit on an overloaded machine or proxy).
+MAX_FRESH_REFUSALS = 3
 MAX_PAGE_SIZE = 5000
 _ENTITY_SET = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -267,6 +272,10 @@ class DataverseHook(RetryingServiceHook[DataverseSettings]):
             ) from exc
 
     def _access_token(self) -> str:
+        return self._token()[0]
+
+    def _token(self) -> tuple[str, bool]:
+        """(access token, whether Entra issued it just now rather than the cache)."""
         settings = self.settings
         with self._token_lock:
             if self._app is None:
@@ -290,10 +299,11 @@ class DataverseHook(RetryingServiceHook[DataverseSettings]):
                     "client id, the client secret (not expired; the secret value, not its id) and tenant_id."
                 )
                 raise DataverseAuthError(self._redact(text), code=str(error) if error else None)
-            if result.get("token_source") != "cache":
+            fresh = result.get("token_source") != "cache"
+            if fresh:
                 self._token_requests += 1
                 log.debug("Fetched a Dataverse access token from %s", settings.authority_host)
-            return str(result["access_token"])
+            return str(result["access_token"]), fresh
 
     def _drop_token(self, rejected: str) -> None:
         """Forget a token Dataverse refused; once per token even if several threads saw the 401."""
@@ -504,11 +514,17 @@ class DataverseHook(RetryingServiceHook[DataverseSettings]):
         describe = f"Dataverse {method} {path}"
         log.debug("%s", describe)
 
-        refreshed = False
+        # The token is taken per attempt: a request that waits out 429s for minutes may outlive several
+        # tokens. A 401 drops the token and sends again; three 401s in a row on tokens Entra issued moments
+        # before mean the application user itself is refused.
+        sent: list[tuple[str, bool]] = []
+        refreshes = fresh_refusals = 0
+        budget = RetryBudget(started_at=self._clock())
         while True:
-            token = self._access_token()
 
-            def send(token: str = token) -> requests.Response:
+            def send() -> requests.Response:
+                token, fresh = self._token()
+                sent.append((token, fresh))
                 with semaphore:
                     return session.request(
                         method,
@@ -529,6 +545,7 @@ class DataverseHook(RetryingServiceHook[DataverseSettings]):
                     clock=self._clock,
                     rng=self._rng,
                     retry_timeouts=not batch,
+                    budget=budget,
                 )
             except requests.exceptions.ReadTimeout:
                 raise  # only a $batch gets here (not retried): execute_batch says what it means
@@ -536,14 +553,17 @@ class DataverseHook(RetryingServiceHook[DataverseSettings]):
                 text = f"Request to Dataverse failed while {what}: {type(exc).__name__}: {exc}"
                 raise DataverseError(self._redact(text)) from exc
 
-            if response.status_code == 401 and not refreshed:
-                log.info("Dataverse answered 401 to %s; fetching a new token and retrying once", describe)
-                response.close()
-                self._drop_token(token)
-                refreshed = True
-                continue
             if response.status_code == 401:
-                code, message, request_id = _error_details(response)
+                token, fresh = sent[-1]
+                response_details = _error_details(response)
+                response.close()
+                fresh_refusals = fresh_refusals + 1 if fresh else 0
+                if fresh_refusals < MAX_FRESH_REFUSALS and refreshes < MAX_TOKEN_REFRESHES:
+                    log.info("Dataverse answered 401 to %s; dropping the cached token and sending again", describe)
+                    self._drop_token(token)
+                    refreshes += 1
+                    continue
+                code, message, request_id = response_details
                 text = (
                     f"Dataverse refused a fresh token for client id {settings.client_id!r} while {what} "
                     f"({message}). Check that the application user exists in the environment and is enabled."
