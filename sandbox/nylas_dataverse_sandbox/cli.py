@@ -14,8 +14,11 @@ from nylas_dataverse_sandbox.sandbox import DEFAULT_PORTS, DEFAULT_START_DAY, Sa
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from nylas_dataverse_sandbox.dataverse import cli_options as dataverse_options
     from nylas_dataverse_sandbox.dataverse.throttle import ServiceProtectionLimits
 
+    # --- Dataverse and Entra switches (dataverse/cli_options.py) ---
+    dataverse_behaviour, dataverse_faults, dataverse_limits = dataverse_options.from_args(args)
     config = SandboxConfig(
         state_dir=Path(args.state_dir),
         host=args.host,
@@ -24,7 +27,10 @@ def _serve(args: argparse.Namespace) -> int:
         dataverse_port=args.dataverse_port,
         start_day=dt.date.fromisoformat(args.start_day),
         days=args.days,
-        limits=ServiceProtectionLimits(time_scale=args.time_scale),
+        limits=ServiceProtectionLimits(time_scale=args.time_scale, **dataverse_limits),
+        dataverse_behaviour=dataverse_behaviour,
+        dataverse_faults=dataverse_faults,
+        entra_validate_resource=args.entra_validate_resource,
     )
     sandbox = Sandbox.start(config)
     print(f"Nylas v3     {sandbox.nylas_url}")
@@ -96,6 +102,10 @@ def main(argv: list[str] | None = None) -> int:
         default=1.0,
         help="service-protection window and costs scale (0.01 = 5 min in 3 s)",
     )
+    # --- Dataverse and Entra switches: one flag per field (dataverse/cli_options.py) ---
+    from nylas_dataverse_sandbox.dataverse import cli_options as dataverse_options
+
+    dataverse_options.add_arguments(serve)
     serve.set_defaults(func=_serve)
     inspect = sub.add_parser(
         "inspect", help="print Dataverse emails with parties and state, or request counters"

@@ -133,3 +133,27 @@ def grant_by_key(key: str) -> GrantPersona:
         if grant.key == key:
             return grant
     raise KeyError(key)
+
+
+# --- rows real orgs carry besides the active ones (uncertain-behaviours row 22) ---------------------------
+# Seeded into Dataverse unless DataverseBehaviour.seed_inactive_rows is off. No seeded Nylas message uses
+# these addresses yet, so the daily pipeline's results do not change; mail from them belongs to tests of the
+# resolution rule. Deterministic like everything here: new rows get new keys, existing ones never change.
+INACTIVE_ACCOUNTS: tuple[Account, ...] = (
+    # A customer that closed: statecode 1 (Inactive).
+    Account("wingtip", "Wingtip Toys (closed)", ("info@wingtip.example",), "wingtip.example"),
+)
+
+INACTIVE_CONTACTS: tuple[tuple[Person, str], ...] = (
+    # Left Fabrikam; deactivated, the only record with this address.
+    (Person("hannah", "Hannah", "Weber", ("hannah.weber@fabrikam.example",)), "fabrikam"),
+    # Worked at the closed account; a disqualified lead carries the same address (see DISQUALIFIED_LEADS).
+    (Person("luis", "Luis", "Ortega", ("luis.ortega@wingtip.example",)), "wingtip"),
+)
+
+DISQUALIFIED_LEADS: tuple[Person, ...] = (
+    # statecode 2 (Disqualified), statuscode 6 (No Longer Interested).
+    Person("zoe", "Zoe", "Brandt", ("zoe.brandt@litware.example",)),
+    # Same address as the inactive contact Luis Ortega: two inactive candidates of different tables.
+    Person("luis-lead", "Luis", "Ortega", ("luis.ortega@wingtip.example",)),
+)

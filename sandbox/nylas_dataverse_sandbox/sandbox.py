@@ -18,6 +18,7 @@ import yaml
 from nylas_dataverse_sandbox import personas
 from nylas_dataverse_sandbox.dataverse.app import create_app as create_dataverse_app
 from nylas_dataverse_sandbox.dataverse.backend import DataverseBackend
+from nylas_dataverse_sandbox.dataverse.behaviour import DataverseBehaviour, DataverseFaults
 from nylas_dataverse_sandbox.dataverse.throttle import ServiceProtectionLimits
 from nylas_dataverse_sandbox.entra.app import create_app as create_entra_app
 from nylas_dataverse_sandbox.entra.backend import EntraBackend
@@ -42,6 +43,10 @@ class SandboxConfig:
     token_lifetime_s: int = 3599
     limits: ServiceProtectionLimits = field(default_factory=ServiceProtectionLimits)
     list_includes_body: bool = True
+    # --- Dataverse and Entra switches (docs/sandbox.md, "Open behaviours"); reset() returns to these ---
+    dataverse_behaviour: DataverseBehaviour = field(default_factory=DataverseBehaviour)
+    dataverse_faults: DataverseFaults = field(default_factory=DataverseFaults)
+    entra_validate_resource: bool = False  # tokens only for this sandbox's Dataverse URL
 
 
 @dataclass
@@ -65,7 +70,13 @@ class Sandbox:
             list_includes_body=config.list_includes_body,
         )
         entra = EntraBackend(token_lifetime_s=config.token_lifetime_s)
-        dataverse = DataverseBackend(db_path=state / "dataverse.sqlite3", entra=entra, limits=config.limits)
+        dataverse = DataverseBackend(
+            db_path=state / "dataverse.sqlite3",
+            entra=entra,
+            limits=config.limits,
+            behaviour=config.dataverse_behaviour,
+            faults=config.dataverse_faults,
+        )
         servers: dict[str, RunningServer] = {}
         try:
             servers["entra"] = serve_in_thread(
@@ -81,6 +92,8 @@ class Sandbox:
             for server in servers.values():
                 server.stop()
             raise
+        if config.entra_validate_resource:
+            entra.restrict_resources([servers["dataverse"].url])
         sandbox = cls(config, nylas, entra, dataverse, servers, tls.ca_pem)
         sandbox.write_client_files()
         return sandbox

@@ -11,7 +11,13 @@ when the reference metadata changes. Only what the sandbox validates against is 
 - ``systemuser``: from the Web API ``$metadata`` (CSDL) subset, which has property names and types but no
   lengths or validity flags (those default to "writable, no length limit");
 - ``lead``: no reference metadata exists; a small hand-written definition (``_LEAD``) with the columns the
-  pipeline queries, labelled ``"source": "hand-written"`` in the output.
+  pipeline queries, labelled ``"source": "hand-written"`` in the output;
+- ``activitymimeattachment``: property and navigation-property names from the CSDL subset (so
+  ``objectid_email`` and ``objectid_activitypointer`` are the real bind names); lengths and validity from
+  the activitymimeattachment entity reference, which the CSDL lacks (``_ATTACHMENT_FACTS``);
+- ``organization``: hand-written, only the columns the sandbox serves (``maxuploadfilesize``);
+- for ``email``, the PartyList columns (``from``, ``to``, ``cc``, ``bcc``) are not properties but their
+  lookup targets are kept as ``party_lists`` (the sender-party restriction validates against them).
 """
 
 from __future__ import annotations
@@ -93,6 +99,48 @@ _LEAD: dict[str, Any] = {
 }
 
 
+# activitymimeattachment facts the CSDL lacks, from the entity reference (learn.microsoft.com, reference/
+# entities/activitymimeattachment): writable columns, String lengths, read-only columns.
+_ATTACHMENT_FACTS: dict[str, dict[str, Any]] = {
+    "activitymimeattachmentid": {"type": "Uniqueidentifier", "create": True, "update": False},
+    "attachmentcontentid": {"type": "String", "max_length": 250, "create": True, "update": True},
+    "attachmentnumber": {"type": "Integer", "create": True, "update": True},
+    "body": {"type": "Memo", "max_length": 1073741823, "create": True, "update": True},
+    "filename": {"type": "String", "max_length": 255, "create": True, "update": True},
+    "mimetype": {"type": "String", "max_length": 256, "create": True, "update": True},
+    "objecttypecode": {"type": "EntityName", "create": True, "update": True},
+    "subject": {"type": "String", "max_length": 2000, "create": True, "update": True},
+    "filesize": {"type": "Integer", "create": False, "update": False},
+    "versionnumber": {"type": "BigInt", "create": False, "update": False},
+}
+
+_ORGANIZATION: dict[str, Any] = {
+    "source": "hand-written",
+    "entity_set": "organizations",
+    "schema_name": "Organization",
+    "primary_id": "organizationid",
+    "primary_name": "name",
+    "metadata_id": "b2c1d4e3-7f6a-4b58-9c0d-1e2f3a4b5c6d",
+    "object_type_code": 1019,
+    "is_activity": False,
+    "attributes": {
+        "organizationid": {"type": "Uniqueidentifier", "create": False, "update": False},
+        "name": {"type": "String", "max_length": 160, "create": False, "update": True},
+        "maxuploadfilesize": {"type": "Integer", "create": False, "update": True},
+        "versionnumber": {"type": "BigInt", "create": False, "update": False},
+        "createdon": {"type": "DateTime", "create": False, "update": False},
+        "modifiedon": {"type": "DateTime", "create": False, "update": False},
+    },
+    "states": [],
+    "statuses": [],
+    "picklists": {},
+    "single_navs": {},
+    "collection_navs": {},
+}
+
+_PARTY_LIST_MASKS = {"from": 1, "to": 2, "cc": 3, "bcc": 4}
+
+
 def _text(element: ET.Element | None, tag: str) -> str | None:
     if element is None:
         return None
@@ -137,9 +185,15 @@ def _sdk_entity(path: Path) -> dict[str, Any]:
     states: list[dict[str, Any]] = []
     statuses: list[dict[str, Any]] = []
     picklists: dict[str, list[list[Any]]] = {}
+    party_lists: dict[str, dict[str, Any]] = {}
     for attribute in _children(root, "Attributes"):
         name = _text(attribute, "LogicalName")
         kind = _text(attribute, "AttributeType")
+        if kind == "PartyList" and name in _PARTY_LIST_MASKS:
+            targets = [
+                t.text for t in _children(attribute, "Targets") if t.tag == _ARRAYS + "string" and t.text
+            ]
+            party_lists[str(_PARTY_LIST_MASKS[name])] = {"column": name, "targets": sorted(targets)}
         if not name or not kind or kind in _SKIPPED_TYPES or _text(attribute, "AttributeOf"):
             continue
         spec: dict[str, Any] = {
@@ -219,6 +273,44 @@ def _sdk_entity(path: Path) -> dict[str, Any]:
         "picklists": dict(sorted(picklists.items())),
         "single_navs": dict(sorted(single_navs.items())),
         "collection_navs": dict(sorted(collection_navs.items())),
+        **({"party_lists": dict(sorted(party_lists.items()))} if party_lists else {}),
+    }
+
+
+def _csdl_attachment(csdl: ET.Element) -> dict[str, Any]:
+    entity_type = next(e for e in csdl.iter(_EDM + "EntityType") if e.get("Name") == "activitymimeattachment")
+    names = {prop.get("Name") or "" for prop in entity_type.findall(_EDM + "Property")}
+    attributes: dict[str, dict[str, Any]] = {}
+    for name, spec in _ATTACHMENT_FACTS.items():
+        if name not in names:
+            raise KeyError(f"activitymimeattachment.{name} is not in the CSDL subset")
+        attributes[name] = dict(spec)
+    single_navs: dict[str, dict[str, Any]] = {}
+    for nav in entity_type.findall(_EDM + "NavigationProperty"):
+        nav_name = nav.get("Name") or ""
+        nav_type = nav.get("Type") or ""
+        if nav_type.startswith("Collection(") or not nav_name.startswith("objectid_"):
+            continue
+        # objectid_email has no ReferentialConstraint in the CSDL, but like its siblings sets objectid.
+        single_navs[nav_name] = {"attribute": "objectid", "targets": [nav_type.split(".")[-1]]}
+    targets = sorted({t for nav in single_navs.values() for t in nav["targets"]})
+    attributes["objectid"] = {"type": "Lookup", "create": True, "update": True, "targets": targets}
+    return {
+        "source": "Web API CSDL csdl-2020-subset.xml names + entity reference lengths (_ATTACHMENT_FACTS)",
+        "entity_set": "activitymimeattachments",
+        "schema_name": "ActivityMimeAttachment",
+        "primary_id": "activitymimeattachmentid",
+        "primary_name": "filename",
+        "metadata_id": "6c3e8a1f-2b4d-4e5f-8a9b-0c1d2e3f4a5b",
+        "object_type_code": 1001,
+        "is_activity": False,
+        "logical_name": "activitymimeattachment",
+        "attributes": dict(sorted(attributes.items())),
+        "states": [],
+        "statuses": [],
+        "picklists": {},
+        "single_navs": dict(sorted(single_navs.items())),
+        "collection_navs": {},
     }
 
 
@@ -289,6 +381,8 @@ def build(reference_dir: Path) -> dict[str, Any]:
     entities = {name: _sdk_entity(reference_dir / f"{name}.xml") for name in SDK_ENTITIES}
     entities["systemuser"] = _csdl_systemuser(csdl)
     entities["lead"] = {**_LEAD, "logical_name": "lead"}
+    entities["activitymimeattachment"] = _csdl_attachment(csdl)
+    entities["organization"] = {**_ORGANIZATION, "logical_name": "organization"}
     entity_sets = _csdl_entity_sets(csdl)
     entity_sets.update({name: spec["entity_set"] for name, spec in entities.items()})
     return {

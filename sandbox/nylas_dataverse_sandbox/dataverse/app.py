@@ -3,13 +3,18 @@
 Per request under ``/api/data/v9.2/``: injected latency, bearer-token check against Entra (401), injected
 faults (429/5xx), admission by service protection (429), the OData work on a worker thread, then the modelled
 execution time is really spent (``cost * time_scale``, asleep, outside every lock) before the answer goes out
-with the ``x-ms-ratelimit-*`` and ``x-ms-dop-hint`` headers.
+with the ``x-ms-ratelimit-*`` and ``x-ms-dop-hint`` headers. A write the gateway fault picks is committed
+first and then answered with a gateway 502/504 (an HTML page, as a front door sends) or not at all (the
+connection is dropped), so clients meet work that was applied although they saw it fail.
+
+Admin routes: ``POST /_sandbox/reset`` (rows, counters, limits, behaviour and faults back to the configured
+start), ``GET /_sandbox/stats``, ``GET /_sandbox/emails``, ``POST /_sandbox/faults``, ``/_sandbox/limits``,
+``/_sandbox/behaviour`` (JSON objects of the fields to change; the answer is the new whole).
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +27,7 @@ from starlette.routing import Route
 
 from nylas_dataverse_sandbox.dataverse import errors
 from nylas_dataverse_sandbox.dataverse.backend import Caller, DataverseBackend
+from nylas_dataverse_sandbox.dataverse.behaviour import as_json
 from nylas_dataverse_sandbox.dataverse.service import API_PREFIX, ODataRequest, ODataResponse, ODataService
 from nylas_dataverse_sandbox.dataverse.throttle import ServiceProtectionLimits, Ticket
 
@@ -47,9 +53,53 @@ def _error_response(
     if isinstance(error, errors.NotAuthenticatedError):
         # Dataverse answers a missing or expired token with an empty 401.
         headers, body = [(n, v) for n, v in headers if n.lower() != "content-type"], b""
-    if caller is not None:
-        headers += backend.protection.headers(caller.client_id)
+    headers += backend.protection.headers(caller.client_id if caller is not None else None)
     return _response(status, headers, body)
+
+
+_DROP_CONNECTION = "nylas_dataverse_sandbox.drop_connection"
+_GATEWAY_PAGES = {
+    502: ("502 Bad Gateway", "The gateway received an invalid response from the service."),
+    504: ("504 Gateway Time-out", "The gateway did not receive a response from the service in time."),
+}
+
+
+def _gateway_response(status: int) -> Response:
+    title, text = _GATEWAY_PAGES[status]
+    page = f"<html><head><title>{title}</title></head><body><h1>{title}</h1><p>{text}</p></body></html>"
+    return Response(page, status_code=status, media_type="text/html")
+
+
+class _ConnectionDropper:
+    """Outermost ASGI layer: a response whose request is marked ``_DROP_CONNECTION`` is never sent; the
+    TCP connection is aborted instead, so the client sees it reset without a status line."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope.get("type") != "http":
+            await self.app(scope, receive, send)
+            return
+        dropped = False
+
+        async def guarded(message: Any) -> None:
+            nonlocal dropped
+            if message.get("type") == "http.response.start" and scope.get(_DROP_CONNECTION):
+                cycle = getattr(send, "__self__", None)
+                transport = getattr(cycle, "transport", None)
+                if transport is None:  # not served by uvicorn: fail loudly rather than answer
+                    raise ConnectionAbortedError("sandbox gateway fault: connection dropped")
+                transport.abort()
+                dropped = True
+                for _ in range(50):  # let uvicorn notice the lost connection before the app returns
+                    if getattr(cycle, "disconnected", True):
+                        break
+                    await asyncio.sleep(0)
+            if not dropped:
+                await send(message)
+
+        await self.app(scope, receive, guarded)
 
 
 @dataclass(frozen=True)
@@ -59,7 +109,8 @@ class _Outcome:
     result: ODataResponse | errors.DataverseError
 
 
-def create_app(backend: DataverseBackend) -> Starlette:
+def create_app(backend: DataverseBackend) -> Any:
+    """The ASGI app (Starlette routes inside the connection-dropping layer)."""
     service = ODataService(backend)
 
     def process(authorization: str | None, odata: ODataRequest) -> _Outcome:
@@ -105,6 +156,12 @@ def create_app(backend: DataverseBackend) -> Starlette:
         finally:
             backend.protection.finish(outcome.ticket, outcome.result.cost_ms)
         result = outcome.result
+        if result.status < 400:
+            gateway = backend.gateway_fault_after(request.method)
+            if gateway == 0:
+                request.scope[_DROP_CONNECTION] = True
+            elif gateway is not None:
+                return _gateway_response(gateway)
         headers = [*result.headers, *backend.protection.headers(outcome.caller.client_id)]
         return _response(result.status, headers, result.body)
 
@@ -119,7 +176,8 @@ def create_app(backend: DataverseBackend) -> Starlette:
                 "counters": counters,
                 "service_protection": backend.protection.snapshot(),
                 "limits": _limits_json(backend.limits),
-                "faults": dataclasses.asdict(backend.faults),
+                "faults": as_json(backend.faults),
+                "behaviour": as_json(backend.behaviour),
             }
         )
 
@@ -134,37 +192,47 @@ def create_app(backend: DataverseBackend) -> Starlette:
             faults = backend.set_faults(**body)
         except (TypeError, ValueError) as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
-        return JSONResponse(dataclasses.asdict(faults))
+        return JSONResponse(as_json(faults))
+
+    async def admin_behaviour(request: Request) -> Response:
+        body = await _json_object(request)
+        if isinstance(body, Response):
+            return body
+        try:
+            behaviour = await run_in_threadpool(lambda: backend.set_behaviour(**body))
+        except (TypeError, ValueError) as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse(as_json(behaviour))
 
     async def admin_limits(request: Request) -> Response:
         body = await _json_object(request)
         if isinstance(body, Response):
             return body
         try:
-            current = _limits_json(backend.limits)
-            limits = ServiceProtectionLimits(**{**current, **body})
+            limits = ServiceProtectionLimits(**{**backend.limits.settings(), **body})
         except (TypeError, ValueError) as exc:
             return JSONResponse({"error": f"invalid limits: {exc}"}, status_code=400)
         backend.set_limits(limits)
         return JSONResponse(_limits_json(limits))
 
-    return Starlette(
+    starlette = Starlette(
         routes=[
             Route("/_sandbox/reset", admin_reset, methods=["POST"]),
             Route("/_sandbox/stats", admin_stats, methods=["GET"]),
             Route("/_sandbox/emails", admin_emails, methods=["GET"]),
             Route("/_sandbox/faults", admin_faults, methods=["POST"]),
             Route("/_sandbox/limits", admin_limits, methods=["POST"]),
+            Route("/_sandbox/behaviour", admin_behaviour, methods=["POST"]),
             Route(API_PREFIX, api, methods=["GET"]),
             Route(API_PREFIX + "/{rest:path}", api, methods=["GET", "POST", "PATCH", "DELETE", "PUT"]),
         ]
     )
+    return _ConnectionDropper(starlette)
 
 
 def _limits_json(limits: ServiceProtectionLimits) -> dict[str, Any]:
-    values = {f.name: getattr(limits, f.name) for f in dataclasses.fields(limits)}
-    values["cost_ms"] = dict(limits.cost_ms)
-    return values
+    """The limits as set (``cost_ms``: the overrides) plus the effective cost of every operation."""
+    return {**limits.settings(), "effective_cost_ms": dict(limits.costs)}
 
 
 async def _json_object(request: Request) -> dict[str, Any] | Response:

@@ -103,8 +103,18 @@ class ChangeSetResponse:
     parts: list[ResponsePart]
 
 
-def parse_batch(body: bytes, content_type: str) -> list[BatchRequestPart | ChangeSetPart]:
-    """Split a `$batch` request body into its operations and change sets, in request order."""
+def parse_batch(
+    body: bytes,
+    content_type: str,
+    *,
+    max_operations: int = MAX_OPERATIONS,
+    unique_content_ids_per_batch: bool = False,
+) -> list[BatchRequestPart | ChangeSetPart]:
+    """Split a `$batch` request body into its operations and change sets, in request order.
+
+    ``max_operations`` is Dataverse's documented 1000 unless a caller models the reported 250 cap;
+    ``unique_content_ids_per_batch`` applies OData 4.01's rule (Content-IDs unique in the whole batch)
+    instead of 4.0's (unique per change set)."""
     boundary = _boundary_of(content_type, "The $batch request")
     items: list[BatchRequestPart | ChangeSetPart] = []
     for part in _split_multipart(body, boundary, "The $batch request body"):
@@ -115,12 +125,29 @@ def parse_batch(body: bytes, content_type: str) -> list[BatchRequestPart | Chang
         else:
             items.append(_parse_operation(headers, content))
     operations = sum(len(item.requests) if isinstance(item, ChangeSetPart) else 1 for item in items)
-    if operations > MAX_OPERATIONS:
+    if operations > max_operations:
         raise BatchFormatError(
             "The current batch message contains too many parts. Only batch messages with a maximum number of "
-            f"'{MAX_OPERATIONS}' query operations, including changeset operations, are allowed."
+            f"'{max_operations}' query operations, including changeset operations, are allowed."
         )
+    if unique_content_ids_per_batch:
+        seen: set[str] = set()
+        for item in items:
+            for request in item.requests if isinstance(item, ChangeSetPart) else [item]:
+                if request.content_id is None:
+                    continue
+                if request.content_id in seen:
+                    raise BatchFormatError(_duplicate_content_id(request.content_id))
+                seen.add(request.content_id)
     return items
+
+
+def _duplicate_content_id(content_id: str) -> str:
+    return (
+        f"The content ID '{content_id}' was found more than once in the same change set or same batch "
+        "request. Content IDs have to be unique across all operations of a change set for OData V4.0 and "
+        "have to be unique across all operations in the whole batch request for OData V4.01."
+    )
 
 
 def _parse_change_set(body: bytes, boundary: str) -> ChangeSetPart:
@@ -136,12 +163,7 @@ def _parse_change_set(body: bytes, boundary: str) -> ChangeSetPart:
                 "Requests in change sets only support the HTTP methods 'POST', 'PUT', 'DELETE', and 'PATCH'."
             )
         if request.content_id is not None and any(r.content_id == request.content_id for r in requests):
-            raise BatchFormatError(
-                f"The content ID '{request.content_id}' was found more than once in the same change set or "
-                "same batch request. Content IDs have to be unique across all operations of a change set for "
-                "OData V4.0 and have to be unique across all operations in the whole batch request for OData "
-                "V4.01."
-            )
+            raise BatchFormatError(_duplicate_content_id(request.content_id))
         requests.append(request)
     if len(requests) > MAX_OPERATIONS:
         raise BatchFormatError(

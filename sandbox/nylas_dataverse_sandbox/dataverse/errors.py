@@ -150,6 +150,33 @@ class InvalidPartyError(DataverseError):
     code = "0x80040203"
 
 
+class ActivityPartyObjectTypeNotAllowedError(DataverseError):
+    """A party bound to a table its PartyList does not allow (the sender restriction). Code and message are
+    the documented ActivityPartyObjectTypeNotAllowed (0x80043506); the HTTP status (400) is a SANDBOX
+    CHOICE, as Web API validation errors are 400."""
+
+    code = "0x80043506"
+
+    def __init__(self) -> None:
+        super().__init__("Cannot create activity party of specified object type.")
+
+
+class AttachmentTooLargeError(DataverseError):
+    """Base64 body over ``organization.maxuploadfilesize``: ``0x80044a02`` with the documented message; the
+    status (400) is UNCERTAIN."""
+
+    code = "0x80044a02"
+
+    def __init__(self) -> None:
+        super().__init__("Attachment file size is too big.")
+
+
+class InvalidArgumentError(DataverseError):
+    """A request the real service refuses as an invalid argument (0x80040203); wording is a SANDBOX CHOICE."""
+
+    code = "0x80040203"
+
+
 class UnsupportedBySandboxError(DataverseError):
     """A real feature this stand-in does not implement; the message says so plainly."""
 
@@ -164,6 +191,15 @@ class InvalidBatchError(DataverseError):
 class NotAuthenticatedError(DataverseError):
     status = 401
     code = ""
+
+
+class PrivilegeDeniedError(DataverseError):
+    """The caller lacks a privilege: 403 ``0x80040220`` (PrivilegeDenied, -2147220960). The message follows
+    the shape real orgs answer ("Principal user (Id=..., type=8, ...), is missing prvX privilege (Id=...) on
+    OTC=n for entity 'x' ..."), as quoted in public threads; the counts in it are the sandbox's."""
+
+    status = 403
+    code = "0x80040220"
 
 
 class NotAMemberError(DataverseError):
@@ -208,6 +244,19 @@ class DuplicateRecordError(DataverseError):
         super().__init__(message)
 
 
+class DuplicateRecordsFoundError(DataverseError):
+    """A duplicate-detection rule matched: DuplicateRecordsFound ``0x80040333`` with the documented message;
+    500 as in the Learn example (the status table says 412 DuplicateRecord; UNCERTAIN)."""
+
+    status = 500
+    code = "0x80040333"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "A record was not created or updated because a duplicate of the current record already exists."
+        )
+
+
 class VersionMismatchError(DataverseError):
     status = 412
     code = "0x80060882"
@@ -224,6 +273,17 @@ class ThrottledError(DataverseError):
         super().__init__(message, headers={"Retry-After": str(retry_after_s)})
         self.code = code
         self.retry_after_s = retry_after_s
+
+
+class UrlTooLongError(DataverseError):
+    """A URL over the documented limit (32 KB, 64 KB inside ``$batch``). SANDBOX CHOICE: 414 with a JSON
+    body; the real status and body are undocumented (HTTP.sys answers such requests itself)."""
+
+    status = 414
+    code = "0x0"
+
+    def __init__(self, length: int, limit: int) -> None:
+        super().__init__(f"The request URL is {length} characters long; the limit is {limit}.")
 
 
 class ServerError(DataverseError):

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-__all__ = ["ODataFilterError", "Predicate", "parse_filter"]
+__all__ = ["ODataFilterError", "Predicate", "equality_values", "parse_filter"]
 
 _IN_FUNCTIONS = {"Microsoft.Dynamics.CRM.In": False, "Microsoft.Dynamics.CRM.NotIn": True}
 _STRING_FUNCTIONS = ("contains", "startswith", "endswith")
@@ -517,3 +517,34 @@ def parse_filter(text: str, aliases: Mapping[str, str] | None = None) -> Predica
     parser = _Parser(text, aliases or {})
     root = parser.parse()
     return Predicate(root, frozenset(parser.properties))
+
+
+def equality_values(predicate: Predicate, column: str) -> frozenset[str] | None:
+    """The casefolded strings ``column`` must equal for a row to match, or None when the filter does not pin
+    the column to a finite set (then only a scan answers it). What an index can serve: ``column eq 'x'``,
+    ``In(PropertyName='column', ...)``, ``or`` of those, and ``and`` with any other condition. The rows an
+    index finds still have to pass the whole predicate."""
+    return _pinned(predicate.root, column)
+
+
+def _pinned(node: _Node, column: str) -> frozenset[str] | None:
+    if isinstance(node, _Comparison) and node.operator == "eq":
+        for side, other in ((node.left, node.right), (node.right, node.left)):
+            if (
+                isinstance(side, _Property)
+                and side.path == column
+                and isinstance(other, _Literal)
+                and isinstance(other.value, str)
+            ):
+                return frozenset({other.value.casefold()})
+        return None
+    if isinstance(node, _Membership):
+        return node.values if node.property_name == column and not node.negate else None
+    if isinstance(node, _Logical):
+        left, right = _pinned(node.left, column), _pinned(node.right, column)
+        if node.is_and:
+            if left is not None and right is not None:
+                return left & right
+            return left if left is not None else right
+        return left | right if left is not None and right is not None else None
+    return None

@@ -6,7 +6,10 @@ service is not documented (see the module docstring of ``errors``):
 - columns that are not valid for the operation (``IsValidForCreate``/``IsValidForUpdate`` false, e.g.
   ``inreplyto``, ``createdon``, ``statecode`` on create) are dropped silently, as widely reported for
   ``statecode`` and ``createdon``; they never reach the row;
-- lengths are counted in UTF-16 code units, like .NET strings (an emoji counts 2);
+- lengths are counted in UTF-16 code units, like .NET strings (an emoji counts 2); ``length_unit=
+  "codepoints"`` counts code points instead (the other answer to uncertain-behaviours row 4);
+- a bind to a navigation property typed ``activitypointer`` (``objectid_activitypointer``) accepts any
+  activity row, since ``email`` derives from ``activitypointer``;
 - ``_x_value`` lookup properties in a body are read-only and dropped.
 """
 
@@ -101,7 +104,11 @@ def _normalize_datetime(value: str) -> str | None:
     return moment.astimezone(dt.UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def coerce_value(entity: EntitySchema, attribute: Attribute, value: Any) -> Any:
+def text_length(text: str, unit: str = "utf16") -> int:
+    return len(text) if unit == "codepoints" else utf16_length(text)
+
+
+def coerce_value(entity: EntitySchema, attribute: Attribute, value: Any, length_unit: str = "utf16") -> Any:
     """The value as stored, or a Dataverse-like error for a wrong type, length or option."""
     if value is None:
         return None
@@ -109,7 +116,7 @@ def coerce_value(entity: EntitySchema, attribute: Attribute, value: Any) -> Any:
     if kind in {"String", "Memo", "EntityName"}:
         if not isinstance(value, str):
             raise _cannot_convert(value, attribute)
-        if attribute.max_length is not None and utf16_length(value) > attribute.max_length:
+        if attribute.max_length is not None and text_length(value, length_unit) > attribute.max_length:
             raise errors.LengthExceededError(attribute.name, entity.logical_name, attribute.max_length)
         return value
     if kind == "Boolean":
@@ -148,9 +155,10 @@ def _primitive_for_navigation(nav: str) -> errors.BadRequestError:
 
 
 class _Preparer:
-    def __init__(self, schema: Schema, exists: Callable[[str, str], bool]) -> None:
+    def __init__(self, schema: Schema, exists: Callable[[str, str], bool], length_unit: str) -> None:
         self.schema = schema
         self.exists = exists
+        self.length_unit = length_unit
 
     def bind(self, entity: EntitySchema, nav_name: str, value: Any) -> Bind:
         nav = entity.single_navs.get(nav_name)
@@ -167,7 +175,10 @@ class _Preparer:
                 "'/contacts(00000000-0000-0000-0000-000000000000)'."
             )
         target, target_id = parse_entity_reference(value, self.schema)
-        if target not in nav.targets:
+        bound = self.schema.entities.get(target)
+        if "activitypointer" in nav.targets and bound is not None and bound.is_activity:
+            pass  # an email (or any activity) is an activitypointer
+        elif target not in nav.targets:
             raise errors.BindTargetMismatchError(nav_name, target, list(nav.targets))
         if not self.exists(target, target_id):
             raise errors.RecordNotFoundError(target, target_id)
@@ -200,7 +211,7 @@ class _Preparer:
                 raise errors.UnknownPayloadPropertyError(key, entity.logical_name)
             if not (attribute.create if creating else attribute.update):
                 continue  # read-only for this operation: dropped (see module docstring)
-            prepared.columns[key] = coerce_value(entity, attribute, value)
+            prepared.columns[key] = coerce_value(entity, attribute, value, self.length_unit)
         return prepared
 
     def _annotation(self, entity: EntitySchema, key: str, value: Any, prepared: PreparedWrite) -> None:
@@ -261,7 +272,8 @@ def prepare_write(
     *,
     creating: bool,
     exists: Callable[[str, str], bool],
+    length_unit: str = "utf16",
 ) -> PreparedWrite:
     if not isinstance(payload, dict):
         raise errors.BadRequestError("The request body must be a JSON object describing the entity.")
-    return _Preparer(schema, exists).write(entity, payload, creating=creating)
+    return _Preparer(schema, exists, length_unit).write(entity, payload, creating=creating)

@@ -104,6 +104,8 @@ class EntitySchema:
     picklists: Mapping[str, tuple[tuple[int, str], ...]]
     single_navs: Mapping[str, SingleNav]
     collection_navs: Mapping[str, CollectionNav]
+    # participationtypemask -> the PartyList column's lookup targets (email: 1 from, 2 to, 3 cc, 4 bcc)
+    party_lists: Mapping[int, tuple[str, ...]] = field(default_factory=dict)
     properties: frozenset[str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -191,6 +193,7 @@ def _entity(logical: str, raw: Mapping[str, Any]) -> EntitySchema:
             name: CollectionNav(name, nav["target"], nav["attribute"])
             for name, nav in raw["collection_navs"].items()
         },
+        party_lists={int(mask): tuple(spec["targets"]) for mask, spec in raw.get("party_lists", {}).items()},
     )
 
 

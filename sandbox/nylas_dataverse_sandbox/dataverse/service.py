@@ -26,7 +26,7 @@ from nylas_dataverse_sandbox.dataverse.batch import (
     resolve_content_id_references,
     serialize_batch_response,
 )
-from nylas_dataverse_sandbox.dataverse.odata_filter import ODataFilterError, parse_filter
+from nylas_dataverse_sandbox.dataverse.odata_filter import ODataFilterError, Predicate, parse_filter
 from nylas_dataverse_sandbox.dataverse.payload import parse_guid
 from nylas_dataverse_sandbox.dataverse.schema import EntitySchema
 
@@ -38,6 +38,8 @@ _QUERY_OPTIONS = {"$select", "$filter", "$top", "$orderby", "$count", "$skiptoke
 _PAGE_NUMBER = re.compile(r'pagenumber="(\d+)"')
 _PAGING_COOKIE = re.compile(r'pagingcookie="([^"]*)"')
 _LAST_ID = re.compile(r'last="\{([0-9a-fA-F-]{36})\}"')
+_BARE_LF = re.compile(rb"(?<!\r)\n")
+_BOUND_FUNCTION = re.compile(r"Microsoft\.Dynamics\.CRM\.(?P<name>\w+)\(\)")
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,9 @@ class ODataService:
             return ODataResponse(status, headers, body, self.costs("error"))
 
     def _dispatch(self, request: ODataRequest, caller: Caller, in_batch: bool) -> ODataResponse:
+        limit = self.backend.behaviour.max_url_length * (2 if in_batch else 1)
+        if len(request.url) > limit:
+            raise errors.UrlTooLongError(len(request.url), limit)
         resource, params = split_target(request.url)
         api_root = request.base_url + API_PREFIX
         method = request.method.upper()
@@ -154,6 +159,13 @@ class ODataService:
             self._only(method, "GET", "EntityDefinitions")
             return self._entity_definitions(key, rest, params, api_root)
         entity = self.backend.entity_for_set(name)
+        if rest and key is not None and entity.logical_name == "systemuser":
+            function = _BOUND_FUNCTION.fullmatch(rest)
+            if function is not None and function["name"] == "RetrieveUserPrivileges":
+                self._only(method, "GET", "RetrieveUserPrivileges")
+                return self._user_privileges(self._row_id(key), caller, api_root)
+            if function is None and "." not in rest and rest.endswith("()"):
+                raise errors.ResourceNotFoundError(rest[:-2])
         if rest:
             raise errors.UnsupportedBySandboxError(
                 f"The path '{resource}' is not supported by the sandbox: it serves rows of entity sets, "
@@ -162,19 +174,27 @@ class ODataService:
         prefer = parse_prefer(request.headers.get("Prefer", ""))
         if key is None:
             if method == "GET":
-                return self._query(entity, params, prefer, request, api_root)
+                return self._query(entity, params, prefer, request, api_root, caller)
             if method == "POST":
                 return self._create(entity, params, prefer, request, caller, api_root, in_batch)
             raise errors.MethodNotAllowedError(method.title(), entity.logical_name)
         row_id = self._row_id(key)
         if method == "GET":
-            return self._retrieve(entity, row_id, params, prefer, request, api_root)
+            return self._retrieve(entity, row_id, params, prefer, request, api_root, caller)
         if method == "PATCH":
             return self._update(entity, row_id, params, prefer, request, caller, api_root, in_batch)
         if method == "DELETE":
-            self.backend.delete(entity, row_id)
+            self.backend.delete(entity, row_id, caller)
             return ODataResponse(204, [("OData-Version", "4.0")], b"", self.costs("delete"))
         raise errors.MethodNotAllowedError(method.title(), entity.logical_name)
+
+    def _user_privileges(self, user_id: str, caller: Caller, api_root: str) -> ODataResponse:
+        self.backend.principal(caller).require("Read", "systemuser")
+        body = {
+            "@odata.context": f"{api_root}/$metadata#Microsoft.Dynamics.CRM.RetrieveUserPrivilegesResponse",
+            "RolePrivileges": self.backend.user_privileges(user_id),
+        }
+        return _json(200, body, self.costs("whoami"))
 
     @staticmethod
     def _only(method: str, allowed: str, what: str) -> None:
@@ -282,10 +302,12 @@ class ODataService:
         prefer: Mapping[str, str],
         request: ODataRequest,
         api_root: str,
+        caller: Caller,
     ) -> ODataResponse:
         options, _ = self._options(params)
         select = self._select(entity, options.get("$select"))
         party_select = self._expand(entity, options.get("$expand"))
+        self.backend.principal(caller).require("Read", entity.logical_name)
         row = self.backend.retrieve(entity, row_id)
         if request.headers.get("If-None-Match") == etag(row):
             return ODataResponse(304, [("OData-Version", "4.0")], b"", self.costs("retrieve"))
@@ -309,11 +331,12 @@ class ODataService:
         prefer: Mapping[str, str],
         request: ODataRequest,
         api_root: str,
+        caller: Caller,
     ) -> ODataResponse:
         options, aliases = self._options(params)
         select = self._select(entity, options.get("$select"))
         party_select = self._expand(entity, options.get("$expand"))
-        predicate = None
+        predicate: Predicate | None = None
         if options.get("$filter"):
             try:
                 predicate = parse_filter(options["$filter"], aliases)
@@ -322,7 +345,18 @@ class ODataService:
             for name in sorted(predicate.properties):
                 if name.split("/")[0] not in entity.properties:
                     raise errors.PropertyNotFoundError(name.split("/")[0], entity.logical_name)
-        rows = self.backend.query(entity, predicate)
+            if (
+                entity.logical_name == "email"
+                and "description" in predicate.properties
+                and self.backend.behaviour.description_filter == "rejected"
+            ):
+                raise errors.InvalidArgumentError(
+                    "Filtering on the 'description' column of 'email' is not supported: email bodies are "
+                    "kept in file storage, not in a searchable column. SANDBOX CHOICE: code and wording."
+                )
+        self.backend.principal(caller).require("Read", entity.logical_name)
+        result = self.backend.query(entity, predicate)
+        rows = result.rows
         ordered = self._order(entity, rows, options.get("$orderby"))
         page_size, applied = MAX_PAGE_SIZE, []
         if "odata.maxpagesize" in prefer:
@@ -347,6 +381,9 @@ class ODataService:
         if start + page_size < len(rows):
             body["@odata.nextLink"] = self._next_link(api_root, entity, params, page_number + 1, page)
         cost = self.costs("query") + self.costs("query_per_row") * len(page)
+        if predicate is not None and not result.indexed:
+            cost += self.costs("query_scan_per_row") * result.examined
+        self.backend.count("query.rows_examined", result.examined)
         return _json(200, body, cost, self._preference_applied(prefer, *applied))
 
     @staticmethod
@@ -423,6 +460,9 @@ class ODataService:
             raise errors.BadRequestError(f"The request body is not valid JSON: {exc}.") from exc
 
     def _write_cost(self, entity: EntitySchema, payload: Any) -> float:
+        if entity.logical_name == "activitymimeattachment":
+            body = payload.get("body") if isinstance(payload, dict) else None
+            return self.backend.limits.attachment_cost(len(body) if isinstance(body, str) else 0)
         if not entity.is_activity:
             return self.costs("create")
         parties = payload.get(entity.parties_nav or "", []) if isinstance(payload, dict) else []
@@ -467,7 +507,8 @@ class ODataService:
         in_batch: bool,
     ) -> ODataResponse:
         payload = self._body(request)
-        row = self.backend.create(entity, payload, caller)
+        detection = request.headers.get("MSCRM.SuppressDuplicateDetection", "").strip().lower() == "false"
+        row = self.backend.create(entity, payload, caller, duplicate_detection=detection)
         cost = self._write_cost(entity, payload)
         return self._written(entity, row, 201, params, prefer, api_root, cost, in_batch)
 
@@ -504,14 +545,26 @@ class ODataService:
 
     # --- $batch ---------------------------------------------------------------------------------------
     def _batch(self, request: ODataRequest, caller: Caller) -> ODataResponse:
+        behaviour = self.backend.behaviour
+        if behaviour.batch_require_crlf and _BARE_LF.search(request.body):
+            raise errors.InvalidBatchError(
+                "The $batch request body has line breaks without a carriage return; multipart bodies must "
+                "use CRLF line endings. SANDBOX CHOICE: wording."
+            )
         try:
-            items = parse_batch(request.body, request.headers.get("Content-Type", ""))
+            items = parse_batch(
+                request.body,
+                request.headers.get("Content-Type", ""),
+                max_operations=behaviour.max_batch_operations,
+                unique_content_ids_per_batch=behaviour.content_id_scope == "batch",
+            )
         except BatchFormatError as exc:
             raise errors.InvalidBatchError(exc.message) from exc
         continue_on_error = "odata.continue-on-error" in parse_prefer(request.headers.get("Prefer", ""))
         results: list[ResponsePart | ChangeSetResponse] = []
         cost = self.costs("batch")
         failed = False
+        change_sets = 0
         for item in items:
             if isinstance(item, BatchRequestPart):
                 response = self._batch_operation(item, request, caller, {})
@@ -520,11 +573,22 @@ class ODataService:
                     ResponsePart(response.status, response.headers, response.body, item.content_id)
                 )
                 failed = response.status >= 400
+                stop = failed and not continue_on_error
             else:
-                change_set, change_cost, failed = self._change_set(item.requests, request, caller)
+                change_sets += 1
+                injected = self.backend.changeset_fault(
+                    change_sets, [_operation_text(r) for r in item.requests]
+                )
+                if injected is not None:
+                    status, headers, payload = errors.serialize(injected)
+                    part = ResponsePart(status, headers, payload, item.requests[0].content_id)
+                    change_set, change_cost, failed = ChangeSetResponse([part]), self.costs("error"), True
+                else:
+                    change_set, change_cost, failed = self._change_set(item.requests, request, caller)
                 cost += change_cost
                 results.append(change_set)
-            if failed and not continue_on_error:
+                stop = failed and (not continue_on_error or behaviour.batch_stop_on_failed_changeset)
+            if stop:
                 break
         body, content_type = serialize_batch_response(results)
         status = 400 if failed and not continue_on_error else 200
@@ -573,6 +637,11 @@ class ODataService:
             return ODataResponse(status, headers, payload, self.costs("error"))
         request = ODataRequest(operation.method, url, operation.headers, body, outer.base_url)
         return self.handle(request, caller, in_batch=True)
+
+
+def _operation_text(operation: BatchRequestPart) -> str:
+    """What a change-set fault matches against: the operation's request line URL and its body."""
+    return f"{operation.url}\n{operation.body.decode('utf-8', errors='replace')}"
 
 
 class _ChangeSetFailedError(Exception):

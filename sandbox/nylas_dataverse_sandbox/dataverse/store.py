@@ -29,8 +29,25 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
+IndexKey = Callable[[Any], Any]
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def casefold_key(value: Any) -> Any:
+    """Index key for a case-insensitive text column (Dataverse compares strings like SQL Server's default
+    collation: without regard to case)."""
+    return value.casefold() if isinstance(value, str) else value
+
+
 class Store:
-    def __init__(self, db_path: Path, indexes: tuple[tuple[str, str], ...] = ()) -> None:
+    def __init__(
+        self,
+        db_path: Path,
+        indexes: tuple[tuple[str, str] | tuple[str, str, IndexKey], ...] = (),
+    ) -> None:
         self.db_path = db_path
         db_path.parent.mkdir(parents=True, exist_ok=True)
         self.lock = threading.RLock()
@@ -39,10 +56,13 @@ class Store:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
         self._rows: dict[str, dict[str, Row]] = {}
-        # Secondary indexes: (entity set, column) -> column value -> row ids. Registered before loading.
-        self._indexes: dict[tuple[str, str], dict[Any, set[str]]] = {
-            (entity_set, column): {} for entity_set, column in indexes
-        }
+        # Secondary indexes: (entity set, column) -> key(column value) -> row ids. Registered before loading.
+        self._indexes: dict[tuple[str, str], dict[Any, set[str]]] = {}
+        self._index_keys: dict[tuple[str, str], IndexKey] = {}
+        for spec in indexes:
+            entity_set, column = spec[0], spec[1]
+            self._indexes[(entity_set, column)] = {}
+            self._index_keys[(entity_set, column)] = spec[2] if len(spec) > 2 else _same
         self._counters: dict[str, int] = {}
         self._depth = 0
         self._undo: list[Callable[[], None]] = []
@@ -105,10 +125,34 @@ class Store:
 
     def find(self, entity_set: str, column: str, value: Any) -> list[Row]:
         """Rows whose ``column`` equals ``value``, through an index registered at construction."""
+        return self.find_any(entity_set, column, (value,))
+
+    def find_any(self, entity_set: str, column: str, values: Any) -> list[Row]:
+        """Rows whose ``column`` matches any of ``values`` (under the index's key), ordered by id."""
         with self.lock:
-            ids = self._indexes[(entity_set, column)].get(value, set())
+            index = self._indexes[(entity_set, column)]
+            key = self._index_keys[(entity_set, column)]
+            ids: set[str] = set()
+            for value in values:
+                ids |= index.get(key(value), set())
             table = self._rows.get(entity_set, {})
             return [dict(table[i]) for i in sorted(ids)]
+
+    def has_index(self, entity_set: str, column: str) -> bool:
+        return (entity_set, column) in self._indexes
+
+    def put_many(self, entity_set: str, rows: list[tuple[str, Row]]) -> None:
+        """Insert or replace many rows in one transaction (bulk seeding for measurements)."""
+        with self.atomic():
+            for row_id, row in rows:
+                previous = self._rows.get(entity_set, {}).get(row_id)
+                self._set_row(entity_set, row_id, dict(row))
+                self._remember(self._restorer(entity_set, row_id, previous))
+            self._db.executemany(
+                "INSERT INTO rows (entity_set, id, data) VALUES (?, ?, ?) "
+                "ON CONFLICT (entity_set, id) DO UPDATE SET data = excluded.data",
+                ((entity_set, row_id, json.dumps(row, ensure_ascii=False)) for row_id, row in rows),
+            )
 
     def count(self, entity_set: str) -> int:
         with self.lock:
@@ -124,6 +168,9 @@ class Store:
                 "ON CONFLICT (entity_set, id) DO UPDATE SET data = excluded.data",
                 (entity_set, row_id, json.dumps(row, ensure_ascii=False)),
             )
+
+    def _restorer(self, entity_set: str, row_id: str, previous: Row | None) -> Callable[[], None]:
+        return lambda: self._set_row(entity_set, row_id, previous)
 
     def delete(self, entity_set: str, row_id: str) -> None:
         with self.atomic():
@@ -141,10 +188,11 @@ class Store:
         for (indexed_set, column), index in self._indexes.items():
             if indexed_set != entity_set:
                 continue
+            key = self._index_keys[(indexed_set, column)]
             if old is not None:
-                index.get(old.get(column), set()).discard(row_id)
+                index.get(key(old.get(column)), set()).discard(row_id)
             if row is not None:
-                index.setdefault(row.get(column), set()).add(row_id)
+                index.setdefault(key(row.get(column)), set()).add(row_id)
 
     # --- counters and metadata -----------------------------------------------------------------------
     def increment(self, name: str, amount: int = 1) -> int:

@@ -113,6 +113,15 @@ class EntraBackend:
         self.tokens_issued = 0
         self.failures: dict[str, int] = {}
         self.expire_all_calls = 0
+        # None: any https resource gets a token (uncertain-behaviours row 20); else only these.
+        self.known_resources: frozenset[str] | None = None
+
+    def restrict_resources(self, resources: list[str] | None) -> None:
+        """Issue tokens only for ``resources`` (as real Entra does for resources it knows); None lifts it."""
+        with self._lock:
+            self.known_resources = (
+                None if resources is None else frozenset(normalize_audience(r) for r in resources)
+            )
 
     # --- token endpoint -------------------------------------------------------------------------------
     def issue_token(self, tenant: str, form: Mapping[str, str]) -> IssuedToken:
@@ -182,7 +191,9 @@ class EntraBackend:
             )
         resource = requested[0][: -len("/.default")]
         parts = urlsplit(resource)
-        if parts.scheme not in {"https", "http"} or not parts.hostname:
+        known = self.known_resources
+        unknown = known is not None and normalize_audience(resource) not in known
+        if parts.scheme not in {"https", "http"} or not parts.hostname or unknown:
             raise EntraError(
                 400,
                 "invalid_resource",

@@ -1,11 +1,14 @@
 """Entra ID and Dataverse stand-ins served over TLS once for this directory; state is reset per test.
 
 Service protection runs with ``time_scale=0.0001`` (a 5-minute window lasts 30 ms and modelled costs are
-slept for 1/10000 of their value) unless a test sets tighter limits.
+slept for 1/10000 of their value) unless a test sets tighter limits. ``reset()`` puts limits, behaviour and
+faults back to what the stack was built with, so a test may change any of them freely.
 """
 
 from __future__ import annotations
 
+import json
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -75,10 +78,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 @pytest.fixture(autouse=True)
 def fresh_state(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Stack:
     stack.dataverse.reset()
-    stack.dataverse.set_limits(FAST_LIMITS)
-    stack.dataverse.set_faults(
-        throttle_fraction=0.0, error_5xx_fraction=0.0, latency_s=0.0, expire_tokens_every_s=None
-    )
     # requests lets REQUESTS_CA_BUNDLE override a session's own `verify`, so point it at the sandbox CA.
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(stack.tls.ca_pem))
     monkeypatch.setenv("SSL_CERT_FILE", str(stack.tls.ca_pem))
@@ -121,6 +120,60 @@ class DataverseApi:
         response = self.post("emails", json=body)
         assert response.status_code == 204, response.text
         return response.headers["OData-EntityId"].rsplit("(", 1)[1].rstrip(")")
+
+    def batch(
+        self, *items: str, continue_on_error: bool = False, line_end: str = "\r\n"
+    ) -> requests.Response:
+        """POST a ``$batch`` of parts built with ``operation`` and ``change_set``."""
+        boundary = f"batch_{uuid.uuid4()}"
+        body = "".join(f"--{boundary}{CRLF}{item}{CRLF}" for item in items) + f"--{boundary}--{CRLF}"
+        headers = {"Content-Type": f"multipart/mixed; boundary={boundary}"}
+        if continue_on_error:
+            headers["Prefer"] = "odata.continue-on-error"
+        return self.post("$batch", data=body.replace(CRLF, line_end).encode("utf-8"), headers=headers)
+
+
+CRLF = "\r\n"
+
+
+def operation(
+    method: str, url: str, body: dict[str, Any] | None = None, content_id: str | None = None
+) -> str:
+    """One ``application/http`` part of a ``$batch``."""
+    lines = ["Content-Type: application/http", "Content-Transfer-Encoding: binary"]
+    if content_id is not None:
+        lines.append(f"Content-ID: {content_id}")
+    lines += ["", f"{method} {url} HTTP/1.1"]
+    if body is not None:
+        lines += ["Content-Type: application/json; type=entry", "", json.dumps(body)]
+    else:
+        lines += [""]
+    return CRLF.join(lines)
+
+
+def change_set(*operations: str) -> str:
+    boundary = f"changeset_{uuid.uuid4()}"
+    parts = [f"--{boundary}{CRLF}{op}" for op in operations]
+    inner = CRLF.join(parts) + f"{CRLF}--{boundary}--"
+    return f"Content-Type: multipart/mixed; boundary={boundary}{CRLF}{CRLF}{inner}"
+
+
+def part_statuses(response: requests.Response) -> list[int]:
+    return [int(s) for s in re.findall(r"^HTTP/1\.1 (\d{3}) ", response.text, flags=re.MULTILINE)]
+
+
+@dataclass(frozen=True)
+class Wire:
+    """The ``$batch`` builders, handed to tests as a fixture (test modules cannot import each other)."""
+
+    operation: Callable[..., str] = operation
+    change_set: Callable[..., str] = change_set
+    statuses: Callable[[requests.Response], list[int]] = part_statuses
+
+
+@pytest.fixture
+def wire() -> Wire:
+    return Wire()
 
 
 @pytest.fixture

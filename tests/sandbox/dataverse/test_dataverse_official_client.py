@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import pytest
 from azure.identity import ClientSecretCredential
 from PowerPlatform.Dataverse.client import DataverseClient
+from PowerPlatform.Dataverse.core.errors import HttpError
 from PowerPlatform.Dataverse.models import col
 
 from nylas_dataverse_sandbox import personas
@@ -60,4 +61,18 @@ def test_official_client_sees_missing_rows_as_none_and_pages_through_results(cli
     pages = list(client.records.list_pages("contact", select=["fullname"], page_size=4))
 
     assert missing is None
-    assert [len(page) for page in pages] == [4, 4, 1]
+    assert [len(page) for page in pages] == [4, 4, 3]  # 9 active and 2 inactive contacts
+
+
+def test_official_client_reads_a_missing_privilege_as_a_403_with_the_service_code(
+    client: DataverseClient, stack: Stack
+) -> None:
+    client.records.list("contact", select=["fullname"], top=1)  # resolve the table while still allowed
+    stack.dataverse.set_behaviour(missing_privileges=["prvCreateContact"])
+
+    with pytest.raises(HttpError) as refused:
+        client.records.create("contact", {"lastname": "Nobody"})
+
+    assert refused.value.status_code == 403
+    assert refused.value.details["service_error_code"] == "0x80040220"
+    assert "is missing prvCreateContact privilege" in str(refused.value)

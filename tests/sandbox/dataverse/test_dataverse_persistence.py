@@ -49,7 +49,7 @@ def test_rows_and_counters_survive_a_restart_and_seeding_happens_once(tmp_path: 
     assert email["email_activity_parties"][0]["_partyid_value"] == MARIA
     assert second.retrieve(contacts, MARIA)["jobtitle"] == "Buyer"  # not overwritten by a second seeding
     assert second.counters()["requests"] == 5
-    assert second.counters()["rows.contacts"] == len(personas.CONTACTS)
+    assert second.counters()["rows.contacts"] == len(personas.CONTACTS) + len(personas.INACTIVE_CONTACTS)
     second.close()
 
 

@@ -212,4 +212,4 @@ def test_admin_endpoints_set_faults_and_limits_and_report_stats(stack: Stack) ->
     assert limits.json()["max_requests"] == 10
     assert stats["limits"]["max_requests"] == 10
     assert stats["faults"]["latency_s"] == 0.01
-    assert stats["counters"]["rows.contacts"] == 9
+    assert stats["counters"]["rows.contacts"] == 11  # 9 active, 2 inactive

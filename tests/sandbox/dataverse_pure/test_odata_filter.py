@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from nylas_dataverse_sandbox.dataverse.odata_filter import ODataFilterError, parse_filter
+from nylas_dataverse_sandbox.dataverse.odata_filter import ODataFilterError, equality_values, parse_filter
 
 ACCOUNT_ID = "5D2C7A10-3B4E-4F5A-8C6D-7E8F9A0B1C2D"
 
@@ -378,3 +378,42 @@ def test_properties_lists_every_column_named_including_in_targets_and_paths() ->
 def test_literals_are_not_reported_as_properties() -> None:
     predicate = parse_filter("lastname eq 'statecode' and donotemail eq true and numberofchildren eq null")
     assert predicate.properties == frozenset({"lastname", "donotemail", "numberofchildren"})
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("messageid eq '<A@x>'", {"<a@x>"}),
+        ("'<A@x>' eq messageid", {"<a@x>"}),
+        (
+            "Microsoft.Dynamics.CRM.In(PropertyName='messageid',PropertyValues=['<a@x>','<B@y>'])",
+            {"<a@x>", "<b@y>"},
+        ),
+        ("messageid eq '<a@x>' or messageid eq '<b@y>'", {"<a@x>", "<b@y>"}),
+        ("messageid eq '<a@x>' and statecode eq 1", {"<a@x>"}),
+        ("(messageid eq '<a@x>' or messageid eq '<b@y>') and messageid eq '<b@y>'", {"<b@y>"}),
+        ("messageid eq '<a@x>' or statecode eq 1", None),
+        ("messageid ne '<a@x>'", None),
+        ("Microsoft.Dynamics.CRM.NotIn(PropertyName='messageid',PropertyValues=['<a@x>'])", None),
+        ("startswith(messageid,'<a')", None),
+        ("not (messageid eq '<a@x>')", None),
+        ("subject eq 'x'", None),
+        ("messageid eq null", None),
+    ],
+)
+def test_equality_values_says_which_values_an_index_may_serve(text: str, expected: set[str] | None) -> None:
+    values = equality_values(parse_filter(text), "messageid")
+
+    assert values == (frozenset(expected) if expected is not None else None)
+
+
+def test_index_candidates_never_change_what_matches() -> None:
+    rows = [{"messageid": m, "statecode": s} for m, s in [("<A@x>", 1), ("<b@y>", 0), ("<c@z>", 1)]]
+    text = "(messageid eq '<a@x>' or messageid eq '<B@Y>') and statecode eq 1"
+    predicate = parse_filter(text)
+    values = equality_values(predicate, "messageid")
+    assert values is not None
+
+    through_index = [r for r in rows if str(r["messageid"]).casefold() in values and predicate(r)]
+
+    assert through_index == [r for r in rows if predicate(r)] == [rows[0]]

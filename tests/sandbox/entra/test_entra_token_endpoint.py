@@ -200,3 +200,23 @@ def test_expired_lifetime_makes_tokens_invalid(entra_backend: EntraBackend) -> N
     assert backend.validate(token, RESOURCE) is not None
     clock[0] += 1
     assert backend.validate(token, RESOURCE) is None
+
+
+@pytest.mark.parametrize("validate", [False, True])
+def test_tokens_for_unknown_resources_are_issued_or_refused_as_switched(
+    msal_app: MsalFactory, entra_backend: EntraBackend, validate: bool
+) -> None:
+    entra_backend.restrict_resources([RESOURCE] if validate else None)
+    try:
+        known = msal_app().acquire_token_for_client([f"{RESOURCE}/.default"])
+        other = msal_app().acquire_token_for_client(["https://other.crm.dynamics.com/.default"])
+    finally:
+        entra_backend.restrict_resources(None)
+
+    assert "access_token" in known
+    if validate:
+        assert other["error"] == "invalid_resource"
+        assert other["error_codes"] == [500011]
+        assert "https://other.crm.dynamics.com" in other["error_description"]
+    else:
+        assert "access_token" in other
