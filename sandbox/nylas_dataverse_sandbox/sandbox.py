@@ -23,6 +23,7 @@ from nylas_dataverse_sandbox.entra.app import create_app as create_entra_app
 from nylas_dataverse_sandbox.entra.backend import EntraBackend
 from nylas_dataverse_sandbox.nylas.app import create_app as create_nylas_app
 from nylas_dataverse_sandbox.nylas.backend import NylasBackend
+from nylas_dataverse_sandbox.nylas.switches import NylasSwitches
 from nylas_dataverse_sandbox.server import RunningServer, serve_in_thread
 from nylas_dataverse_sandbox.tls import generate_tls
 
@@ -41,7 +42,8 @@ class SandboxConfig:
     days: int = 7
     token_lifetime_s: int = 3599
     limits: ServiceProtectionLimits = field(default_factory=ServiceProtectionLimits)
-    list_includes_body: bool = True
+    list_includes_body: bool = True  # False is the older spelling of nylas_switches list_body="omitted"
+    nylas_switches: NylasSwitches = field(default_factory=NylasSwitches)
 
 
 @dataclass
@@ -62,7 +64,8 @@ class Sandbox:
             api_key=personas.NYLAS_API_KEY,
             start_day=config.start_day,
             days=config.days,
-            list_includes_body=config.list_includes_body,
+            switches=config.nylas_switches,
+            list_includes_body=None if config.list_includes_body else False,
         )
         entra = EntraBackend(token_lifetime_s=config.token_lifetime_s)
         dataverse = DataverseBackend(db_path=state / "dataverse.sqlite3", entra=entra, limits=config.limits)

@@ -3,8 +3,8 @@
 Query parameters follow the real API's quirks: a repeated parameter keeps its last value, booleans
 accept ``true``/``True``/``1`` (Go-style), and responses are gzip-compressed when the client accepts it
 (Nylas skips bodies under about 200 bytes). Every response carries ``request_id`` (JSON) and
-``x-request-id`` (header). The ``/_sandbox/`` routes are the admin side: reset, stats, faults, bulk
-days, and webhook deliveries built from the backend's messages.
+``x-request-id`` (header). The ``/_sandbox/`` routes are the admin side: reset, stats, faults,
+switches, cursor expiry, bulk days, and webhook deliveries built from the backend's messages.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from nylas_dataverse_sandbox import personas
 from nylas_dataverse_sandbox.nylas import errors
 from nylas_dataverse_sandbox.nylas.backend import DEFAULT_LIMIT, MAX_LIMIT, MessageFilters, NylasBackend
 from nylas_dataverse_sandbox.nylas.webhooks import WebhookSender
+from nylas_dataverse_sandbox.personas import GrantPersona
 
 FIELDS = ("standard", "include_headers", "include_basic_headers", "include_tracking_options", "raw_mime")
 _BASIC_HEADERS = {"message-id", "in-reply-to", "references"}
@@ -37,6 +38,8 @@ _TRUE = {"true", "True", "TRUE", "1", "t", "T"}
 _FALSE = {"false", "False", "FALSE", "0", "f", "F"}
 
 GRANTS_DEFAULT_LIMIT = 10
+# iCloud and Yahoo are IMAP underneath; the sandbox's IMAP persona stands for all three.
+_IMAP_LIKE = {"imap", "icloud", "yahoo"}
 Handler = Callable[[NylasBackend, Request], Awaitable[dict[str, Any]]]
 
 
@@ -128,7 +131,7 @@ def _filters(request: Request) -> MessageFilters:
 
 def _render(
     backend: NylasBackend,
-    request: Request,
+    grant: GrantPersona,
     message: dict[str, Any],
     *,
     fields: str,
@@ -136,7 +139,6 @@ def _render(
     include_body: bool,
 ) -> dict[str, Any]:
     if fields == "raw_mime":
-        grant = backend.resolve_grant(request.path_params["grant"])
         return {
             "grant_id": message["grant_id"],
             "object": "message",
@@ -147,9 +149,11 @@ def _render(
         key: value for key, value in message.items() if key != "headers" and (include_body or key != "body")
     }
     headers = message.get("headers", [])
-    if fields == "include_headers":
+    # The 2024 contract: headers are not supported for IMAP, iCloud or Yahoo (no field at all).
+    headers_supported = grant.provider not in _IMAP_LIKE or backend.switches.imap_headers == "supported"
+    if fields == "include_headers" and headers_supported:
         out["headers"] = list(headers)
-    elif fields == "include_basic_headers":
+    elif fields == "include_basic_headers" and headers_supported:
         out["headers"] = [header for header in headers if header["name"].lower() in _BASIC_HEADERS]
     elif fields == "include_tracking_options":
         out["tracking_options"] = {"opens": False, "thread_replies": False, "links": False, "label": ""}
@@ -184,9 +188,11 @@ async def _list_grants(backend: NylasBackend, request: Request) -> dict[str, Any
 async def _list_messages(backend: NylasBackend, request: Request) -> dict[str, Any]:
     grant = backend.resolve_grant(request.path_params["grant"])
     limit, fields, select, filters = _limit(request), _fields(request), _select(request), _filters(request)
-    page = backend.list_messages(grant, filters, limit=limit, page_token=_param(request, "page_token"))
+    page = backend.list_messages(
+        grant, filters, limit=limit, page_token=_param(request, "page_token"), fields=fields
+    )
     data = [
-        _render(backend, request, m, fields=fields, select=select, include_body=backend.list_includes_body)
+        _render(backend, grant, m, fields=fields, select=select, include_body=backend.list_includes_body)
         for m in page.items
     ]
     payload: dict[str, Any] = {"data": data}
@@ -195,16 +201,18 @@ async def _list_messages(backend: NylasBackend, request: Request) -> dict[str, A
     return payload
 
 
-def _message_id_from_raw_path(request: Request) -> str:
-    """The id as sent: one percent-encoded path segment. An unencoded ``/`` splits it and finds nothing."""
+def _ids_from_raw_path(request: Request, what: str, *, suffix: str | None = None) -> str:
+    """The id as sent: one percent-encoded path segment after ``/v3/grants/<grant>/<what>s/``, then
+    ``suffix`` if given. An unencoded ``/`` splits the id and finds nothing, as in Nylas."""
     raw_path = request.scope.get("raw_path")
-    if raw_path is None:
-        return str(request.path_params["message_id"])
-    segments = raw_path.decode("latin-1").split("/")
-    # ['', 'v3', 'grants', '<grant>', 'messages', '<id>']
-    if len(segments) != 6 or not segments[5]:
+    if raw_path is None:  # pragma: no cover - every ASGI server the sandbox runs on sets raw_path
+        raw_path = request.url.path.encode()
+    segments = raw_path.decode("latin-1").split("?")[0].split("/")
+    # ['', 'v3', 'grants', '<grant>', '<what>s', '<id>'(, suffix)]
+    expected = 6 if suffix is None else 7
+    if len(segments) != expected or not segments[5] or (suffix is not None and segments[6] != suffix):
         raise errors.NotFoundError(
-            "message not found: URL-encode the message id (ids can contain '/', '+', '=' and '#')"
+            f"{what} not found: URL-encode the {what} id (ids can contain '/', '+', '=' and '#')"
         )
     return unquote(segments[5])
 
@@ -212,8 +220,8 @@ def _message_id_from_raw_path(request: Request) -> str:
 async def _get_message(backend: NylasBackend, request: Request) -> dict[str, Any]:
     grant = backend.resolve_grant(request.path_params["grant"])
     fields, select = _fields(request), _select(request)
-    message = backend.get_message(grant, _message_id_from_raw_path(request))
-    return {"data": _render(backend, request, message, fields=fields, select=select, include_body=True)}
+    message = backend.get_message(grant, _ids_from_raw_path(request, "message"))
+    return {"data": _render(backend, grant, message, fields=fields, select=select, include_body=True)}
 
 
 async def _list_folders(backend: NylasBackend, request: Request) -> dict[str, Any]:
@@ -240,7 +248,7 @@ def _api(backend: NylasBackend, route: str, handler: Handler) -> Callable[[Reque
         request_id = str(uuid.uuid4())
         response: Response
         try:
-            fault = backend.take_fault()
+            fault = backend.take_fault(request.path_params.get("grant"))
             if backend.faults.latency_s:
                 await asyncio.sleep(backend.faults.latency_s)
             if fault is not None:
@@ -305,6 +313,15 @@ def _admin_routes(backend: NylasBackend) -> list[Route]:
         if request.method == "POST":
             backend.set_faults(await _json_body(request))
         return {"data": backend.faults.as_dict()}
+
+    async def switches(request: Request) -> dict[str, Any]:
+        if request.method == "POST":
+            backend.set_switches(await _json_body(request))
+        return {"data": backend.switches.as_dict()}
+
+    async def expire_cursors(request: Request) -> dict[str, Any]:
+        backend.expire_cursors()
+        return {"expired": True}
 
     async def bulk(request: Request) -> dict[str, Any]:
         body = await _json_body(request)
@@ -381,6 +398,8 @@ def _admin_routes(backend: NylasBackend) -> list[Route]:
         Route("/_sandbox/reset", _admin(reset), methods=["POST"]),
         Route("/_sandbox/stats", _admin(stats), methods=["GET"]),
         Route("/_sandbox/faults", _admin(faults), methods=["GET", "POST"]),
+        Route("/_sandbox/switches", _admin(switches), methods=["GET", "POST"]),
+        Route("/_sandbox/cursors/expire", _admin(expire_cursors), methods=["POST"]),
         Route("/_sandbox/bulk", _admin(bulk), methods=["POST"]),
         Route("/_sandbox/webhooks/deliver", _admin(deliver), methods=["POST"]),
         Route("/_sandbox/webhooks/challenge", _admin(challenge), methods=["POST"]),

@@ -8,9 +8,10 @@ and bob's Inbox with the same ``Message-ID`` header and two different Nylas ids,
 Per grant and day there are threads with customers (``In-Reply-To``/``References``, some continuing
 on later days), replies and new outbound mail, mail from accounts' shared addresses, leads, unknown
 senders, newsletters (``List-Unsubscribe``, ``Precedence: bulk``), automated no-reply mail,
-internal-only mail, a draft, spam, trash and a message without a ``Message-ID``. On the second day
-alice's mailbox also holds the edge cases: a 2 MB body, a 900-character subject, non-ASCII names and
-subjects, a subject left RFC 2047-encoded, 60 recipients and a body with ``<script>``/``onclick``.
+internal-only mail, a draft, spam, trash, a message without a ``Message-ID``, and customer mail at
+exactly 00:00:00 and 23:59:59 UTC (the bounds of a day's time filter). On the second day alice's
+mailbox also holds the edge cases: a 2 MB body, a 900-character subject, non-ASCII names and subjects,
+a subject left RFC 2047-encoded, 60 recipients and a body with ``<script>``/``onclick``.
 
 Generation is driven by ``random.Random`` seeded with fixed strings (string seeds are hashed with
 SHA-512, independent of ``PYTHONHASHSEED``), and ids by SHA-256, so every machine gets the same data.
@@ -18,8 +19,9 @@ SHA-512, independent of ``PYTHONHASHSEED``), and ids by SHA-256, so every machin
 ``SeedMessage.kind`` names the correspondent: ``contact``, ``account``, ``lead``, ``unknown``,
 ``newsletter``, ``automated``, ``internal``, ``spam``, ``cross_grant``, ``no_message_id``, and for the
 edge cases ``large_body``, ``long_subject``, ``non_ascii``, ``encoded_subject``, ``many_recipients``,
-``script_body``. ``SeedMessage.role`` is the mailbox role: ``inbox``, ``archive``, ``sent``, ``draft``,
-``spam``, ``trash``.
+``script_body``, ``day_start``, ``day_end``.
+``SeedMessage.role`` is the mailbox role: ``inbox``, ``archive``, ``sent``, ``draft``, ``spam``,
+``trash``.
 """
 
 from __future__ import annotations
@@ -1067,6 +1069,44 @@ def _large_report_body(rng: random.Random) -> str:
     return head + "".join(rows) + tail
 
 
+# The edges of a day's time window ---------------------------------------------------------------------
+
+
+def _day_edges(b: _DayBuilder, owner: _Owner) -> None:
+    """Customer mail at exactly 00:00:00 and 23:59:59 UTC, in every mailbox on every day.
+
+    Both sit on the bounds a day's ``received_after``/``received_before`` filter compares, and the
+    23:59:59 one was synced (``created_at``) after midnight, so it belongs to the next day when the
+    filter compares that timestamp instead of ``date``.
+    """
+    rng = random.Random(f"{SEED_VERSION}:edges:{b.day.isoformat()}:{owner.grant.key}")
+    people = [(p, a) for p, a in personas.CONTACTS if not p.key.startswith("team")]
+    for kind, when in (("day_start", b.day_start), ("day_end", b.day_end - 1)):
+        person, account_key = rng.choice(people)
+        account = _ACCOUNT_BY_KEY[account_key]
+        contact = content.person_party(person)
+        subject = content.fill_topic(rng.choice(content.TOPICS_EN), rng, account.name)
+        header, mid = b.new_id(contact, when)
+        html_body, _ = b.body(contact, person, owner.person, owner.party, "en", account.name)
+        key = b.key(owner.grant.key, kind)
+        b.add(
+            _Email(
+                key=key,
+                kind=kind,
+                sender=contact,
+                to=(owner.party,),
+                subject=subject,
+                date=when,
+                body=html_body,
+                thread_key=key,
+                message_id=mid,
+                message_id_header=header,
+                unread=True,
+                important=True,
+            )
+        )
+
+
 # Into mailboxes --------------------------------------------------------------------------------------------
 
 
@@ -1263,6 +1303,9 @@ def _build(start_day: dt.date, days: int) -> dict[str, tuple[SeedMessage, ...]]:
             _owner_day(builder, owner, owners, special and owner.grant.key == "alice")
         if special:
             _special_day(builder, owners["alice"], owners)
+        # Written after the mail above so that its random draws, and so its ids and texts, stay the same.
+        for owner in owners.values():
+            _day_edges(builder, owner)
         emails.extend(builder.emails)
     emails.sort(key=lambda email: (email.date, email.key))
     google_threads: dict[tuple[str, str], str] = {}
