@@ -29,6 +29,7 @@ _NYLAS_SWITCH_FLAGS: dict[str, tuple[str, str]] = {
     "--nylas-cursor-ttl": ("cursor_ttl_s", "seconds after which a page_token expires; 0 = never (row 19)"),
     "--nylas-bad-api-key-status": ("bad_api_key_status", "the status of a rejected API key"),
     "--nylas-expired-grant-error": ("expired_grant_error", "the error envelope of an expired grant"),
+    "--nylas-download-content-type": ("download_content_type", "Content-Type of attachment downloads"),
 }
 
 

@@ -2,9 +2,10 @@
 
 Query parameters follow the real API's quirks: a repeated parameter keeps its last value, booleans
 accept ``true``/``True``/``1`` (Go-style), and responses are gzip-compressed when the client accepts it
-(Nylas skips bodies under about 200 bytes). Every response carries ``request_id`` (JSON) and
-``x-request-id`` (header). The ``/_sandbox/`` routes are the admin side: reset, stats, faults,
-switches, cursor expiry, bulk days, and webhook deliveries built from the backend's messages.
+(Nylas skips bodies under about 200 bytes; attachment downloads are streamed as they are, with their
+``Content-Length``). Every response carries ``request_id`` (JSON) and ``x-request-id`` (header). The
+``/_sandbox/`` routes are the admin side: reset, stats, faults, switches, cursor expiry, bulk days, and
+webhook deliveries built from the backend's messages.
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from nylas_dataverse_sandbox import personas
-from nylas_dataverse_sandbox.nylas import errors
+from nylas_dataverse_sandbox.nylas import attachments, errors
 from nylas_dataverse_sandbox.nylas.backend import DEFAULT_LIMIT, MAX_LIMIT, MessageFilters, NylasBackend
 from nylas_dataverse_sandbox.nylas.webhooks import WebhookSender
 from nylas_dataverse_sandbox.personas import GrantPersona
@@ -40,7 +42,7 @@ _FALSE = {"false", "False", "FALSE", "0", "f", "F"}
 GRANTS_DEFAULT_LIMIT = 10
 # iCloud and Yahoo are IMAP underneath; the sandbox's IMAP persona stands for all three.
 _IMAP_LIKE = {"imap", "icloud", "yahoo"}
-Handler = Callable[[NylasBackend, Request], Awaitable[dict[str, Any]]]
+Handler = Callable[[NylasBackend, Request], Awaitable[dict[str, Any] | Response]]
 
 
 # Query parsing --------------------------------------------------------------------------------------------
@@ -224,6 +226,39 @@ async def _get_message(backend: NylasBackend, request: Request) -> dict[str, Any
     return {"data": _render(backend, grant, message, fields=fields, select=select, include_body=True)}
 
 
+async def _get_attachment(backend: NylasBackend, request: Request) -> dict[str, Any]:
+    grant = backend.resolve_grant(request.path_params["grant"])
+    _, attachment = backend.get_attachment(
+        grant, _param(request, "message_id"), _ids_from_raw_path(request, "attachment")
+    )
+    select = _select(request)
+    return {"data": {k: v for k, v in attachment.items() if k in select} if select else dict(attachment)}
+
+
+async def _download_attachment(backend: NylasBackend, request: Request) -> Response:
+    """The file's bytes, streamed: ``application/octet-stream`` as the contract says (or the
+    attachment's own type with the ``download_content_type`` switch), with its exact Content-Length."""
+    grant = backend.resolve_grant(request.path_params["grant"])
+    attachment_id = _ids_from_raw_path(request, "attachment", suffix="download")
+    message, attachment = backend.get_attachment(grant, _param(request, "message_id"), attachment_id)
+    media_type = "application/octet-stream"
+    if backend.switches.download_content_type == "attachment" and attachment.get("content_type"):
+        media_type = str(attachment["content_type"])
+    length = attachments.file_length(grant, attachment)
+    return StreamingResponse(
+        attachments.iter_bytes(grant, message["id"], attachment),
+        media_type=media_type,
+        headers={"Content-Length": str(length)},
+    )
+
+
+async def _get_thread(backend: NylasBackend, request: Request) -> dict[str, Any]:
+    grant = backend.resolve_grant(request.path_params["grant"])
+    thread = backend.get_thread(grant, _ids_from_raw_path(request, "thread"))
+    select = _select(request)
+    return {"data": {k: v for k, v in thread.items() if k in select} if select else thread}
+
+
 async def _list_folders(backend: NylasBackend, request: Request) -> dict[str, Any]:
     grant = backend.resolve_grant(request.path_params["grant"])
     page = backend.list_folders(
@@ -255,9 +290,13 @@ def _api(backend: NylasBackend, route: str, handler: Handler) -> Callable[[Reque
                 raise fault
             backend.authenticate(request.headers.get("authorization"))
             payload = await handler(backend, request)
-            response = JSONResponse(
-                {"request_id": request_id, **payload}, headers={"x-request-id": request_id}
-            )
+            if isinstance(payload, Response):
+                response = payload
+                response.headers["x-request-id"] = request_id
+            else:
+                response = JSONResponse(
+                    {"request_id": request_id, **payload}, headers={"x-request-id": request_id}
+                )
         except errors.NylasError as error:
             response = errors.error_response(error, request_id)
         backend.stats.record(route, response.status_code)
@@ -414,6 +453,20 @@ async def _routing_error(request: Request, exc: Exception) -> Response:
     return response
 
 
+class _GzipExceptDownloads:
+    """Gzip like Nylas, except attachment downloads: those keep their bytes and Content-Length."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.plain = app
+        self.gzipped = GZipMiddleware(app, minimum_size=200, compresslevel=5)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and str(scope.get("path", "")).endswith("/download"):
+            await self.plain(scope, receive, send)
+        else:
+            await self.gzipped(scope, receive, send)
+
+
 def create_app(backend: NylasBackend) -> Starlette:
     api = [
         Route("/v3/grants", _api(backend, "GET /v3/grants", _list_grants), methods=["GET"]),
@@ -433,9 +486,32 @@ def create_app(backend: NylasBackend) -> Starlette:
             _api(backend, "GET /v3/grants/{grant}/folders", _list_folders),
             methods=["GET"],
         ),
+        Route(
+            "/v3/grants/{grant}/threads/{thread_id:path}",
+            _api(backend, "GET /v3/grants/{grant}/threads/{thread_id}", _get_thread),
+            methods=["GET"],
+        ),
+        # One route for both: an attachment id may hold an (encoded) '/', so the path is split by hand.
+        Route(
+            "/v3/grants/{grant}/attachments/{attachment_path:path}",
+            _attachment_endpoint(backend),
+            methods=["GET"],
+        ),
     ]
     return Starlette(
         routes=[*api, *_admin_routes(backend)],
-        middleware=[Middleware(GZipMiddleware, minimum_size=200, compresslevel=5)],
+        middleware=[Middleware(_GzipExceptDownloads)],
         exception_handlers={HTTPException: _routing_error},
     )
+
+
+def _attachment_endpoint(backend: NylasBackend) -> Callable[[Request], Awaitable[Response]]:
+    metadata = _api(backend, "GET /v3/grants/{grant}/attachments/{attachment_id}", _get_attachment)
+    download = _api(
+        backend, "GET /v3/grants/{grant}/attachments/{attachment_id}/download", _download_attachment
+    )
+
+    async def endpoint(request: Request) -> Response:
+        return await (download if request.url.path.endswith("/download") else metadata)(request)
+
+    return endpoint

@@ -36,7 +36,7 @@ from itertools import islice
 from typing import Any, Protocol
 
 from nylas_dataverse_sandbox import personas
-from nylas_dataverse_sandbox.nylas import errors, folders, ids, seed
+from nylas_dataverse_sandbox.nylas import attachments, errors, folders, ids, seed
 from nylas_dataverse_sandbox.nylas.bulk import BulkDay
 from nylas_dataverse_sandbox.nylas.switches import MAX_SYNC_LAG_S, NylasSwitches
 from nylas_dataverse_sandbox.personas import GrantPersona
@@ -613,6 +613,35 @@ class NylasBackend:
                 return bulk_day.message_at(index)
         raise errors.NotFoundError(f"message not found: grant {grant.grant_id} has no message {message_id!r}")
 
+    # Attachments and threads -----------------------------------------------------------------------------
+
+    def get_attachment(
+        self, grant: GrantPersona, message_id: str | None, attachment_id: str
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``(message, attachment)``; ``message_id`` is required, as in the contract."""
+        self.require_valid(grant)
+        if not message_id:
+            raise errors.InvalidRequestError(
+                "message_id is required: pass the id of the message the attachment belongs to"
+            )
+        message = self.find_message(grant, message_id)
+        attachment = attachments.find(message, attachment_id)
+        if attachment is None:
+            raise errors.NotFoundError(
+                f"attachment not found: message {message_id!r} has no attachment {attachment_id!r}"
+            )
+        return message, attachment
+
+    def get_thread(self, grant: GrantPersona, thread_id: str) -> dict[str, Any]:
+        """A thread object built from the seeded messages that carry ``thread_id`` (bulk days excluded)."""
+        self.require_valid(grant)
+        members = [m for m in self._seed_sources[grant.key].messages if m["thread_id"] == thread_id]
+        if not members:
+            raise errors.NotFoundError(
+                f"thread not found: grant {grant.grant_id} has no thread {thread_id!r}"
+            )
+        return _thread_object(grant, thread_id, members)
+
     def raw_mime(self, grant: GrantPersona, message: dict[str, Any]) -> str:
         """The message as base64url RFC 822 text (headers as stored in the mailbox, HTML part)."""
         seeded = self._by_id[grant.key].get(message["id"])
@@ -695,3 +724,41 @@ class NylasBackend:
         grant = self.grant_by_any(grant_key)
         bulk = sum(b.count for b in self._bulk[grant.key] if b.day == day)
         return len(self.seed_messages(grant.key, day)) + bulk
+
+
+def _thread_object(grant: GrantPersona, thread_id: str, members: list[dict[str, Any]]) -> dict[str, Any]:
+    """Nylas' thread shape from its members (newest first, as stored); drafts are counted apart."""
+    sent = folders.folder_id(grant, folders.role_folder_name(grant.provider, "sent"))
+    draft = folders.folder_id(grant, folders.role_folder_name(grant.provider, "draft"))
+    drafts = [m for m in members if draft in m["folders"]]
+    messages = [m for m in members if draft not in m["folders"]]
+    outgoing = [m for m in messages if sent in m["folders"]]
+    incoming = [m for m in messages if sent not in m["folders"]]
+    participants: dict[str, dict[str, str]] = {}
+    for message in reversed(members):
+        for name in ("from", "to", "cc", "bcc"):
+            for person in message.get(name, []):
+                participants.setdefault(person["email"].lower(), dict(person))
+    latest = members[0]
+    thread: dict[str, Any] = {
+        "grant_id": grant.grant_id,
+        "id": thread_id,
+        "object": "thread",
+        "latest_draft_or_message": {key: value for key, value in latest.items() if key != "headers"},
+        "has_attachments": any(m["attachments"] for m in members),
+        "has_drafts": bool(drafts),
+        "earliest_message_date": min(m["date"] for m in members),
+        "participants": list(participants.values()),
+        "snippet": latest["snippet"],
+        "starred": any(m["starred"] for m in members),
+        "subject": members[-1]["subject"],
+        "unread": any(m["unread"] for m in members),
+        "message_ids": [m["id"] for m in messages],
+        "draft_ids": [m["id"] for m in drafts],
+        "folders": sorted({f for m in members for f in m["folders"]}),
+    }
+    if incoming:
+        thread["latest_message_received_date"] = max(m["date"] for m in incoming)
+    if outgoing:
+        thread["latest_message_sent_date"] = max(m["date"] for m in outgoing)
+    return thread

@@ -23,6 +23,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "imap_headers": ("supported", "unsupported"),
     "cursor": ("normal", "cycle", "repeat"),
     "expired_grant_error": ("unauthorized", "refresh_token_invalid"),
+    "download_content_type": ("octet-stream", "attachment"),
 }
 BAD_API_KEY_STATUSES = (401, 400)
 # The most a message's created_at lags its date, in the seed and in bulk days (filters rely on it).
@@ -52,6 +53,8 @@ class NylasSwitches:
     bad_api_key_status: int = 401
     # An expired grant: the contract's 401 example (provider error inside) or the catalogue's type.
     expired_grant_error: str = "unauthorized"
+    # Attachment downloads: the contract's application/octet-stream, or the attachment's own type.
+    download_content_type: str = "octet-stream"
 
     def __post_init__(self) -> None:
         for name, allowed in CHOICES.items():

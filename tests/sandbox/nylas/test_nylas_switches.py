@@ -348,7 +348,7 @@ def test_an_expired_grant_answers_the_contracts_401_with_the_providers_refusal(
     nylas_backend.set_faults({"expired_grants": ["bob", "carol"]})
     grant = personas.grant_by_key(grant_key)
 
-    for path in ("/messages", "/folders", "/messages/anything"):
+    for path in ("/messages", "/folders", "/messages/anything", "/attachments/x?message_id=y"):
         error = _error(api.get(f"/v3/grants/{grant.grant_id}{path}"), 401)
         assert (error["type"], error["message"]) == ("unauthorized", "Unauthorized")
         assert error["provider_error"]["code"] == code
@@ -454,6 +454,8 @@ def test_every_switch_has_a_serve_flag(tmp_path: Path) -> None:
             "400",
             "--nylas-expired-grant-error",
             "refresh_token_invalid",
+            "--nylas-download-content-type",
+            "attachment",
         ]
     )
 
@@ -471,6 +473,7 @@ def test_every_switch_has_a_serve_flag(tmp_path: Path) -> None:
         cursor_ttl_s=2.5,
         bad_api_key_status=400,
         expired_grant_error="refresh_token_invalid",
+        download_content_type="attachment",
     )
     assert switches.changed().keys() == NylasSwitches().as_dict().keys()
     assert serve_config(build_parser().parse_args(["serve"])).nylas_switches == NylasSwitches()
