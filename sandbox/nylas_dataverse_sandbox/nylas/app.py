@@ -31,7 +31,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from nylas_dataverse_sandbox import personas
 from nylas_dataverse_sandbox.nylas import attachments, errors
 from nylas_dataverse_sandbox.nylas.backend import DEFAULT_LIMIT, MAX_LIMIT, MessageFilters, NylasBackend
-from nylas_dataverse_sandbox.nylas.webhooks import WebhookSender
+from nylas_dataverse_sandbox.nylas.webhooks import MALFORMED_KINDS, WebhookSender
 from nylas_dataverse_sandbox.personas import GrantPersona
 
 FIELDS = ("standard", "include_headers", "include_basic_headers", "include_tracking_options", "raw_mime")
@@ -381,6 +381,8 @@ def _admin_routes(backend: NylasBackend) -> list[Route]:
         }
 
     async def deliver(request: Request) -> dict[str, Any]:
+        """One notification (``type``: message.* or grant.expired), or with ``malformed`` one of the
+        defective bodies of ``WebhookSender.malformed_body``; ``duplicate`` sends it twice."""
         body = await _json_body(request)
         url = str(body["url"])
         sender = WebhookSender(
@@ -390,6 +392,12 @@ def _admin_routes(backend: NylasBackend) -> list[Route]:
         )
         grant = backend.grant_by_any(str(body["grant"]))
         kind = str(body.get("type", "message.created"))
+        malformed = body.get("malformed")
+        if malformed is not None and malformed not in MALFORMED_KINDS:
+            raise ValueError(f"malformed must be one of {', '.join(MALFORMED_KINDS)}; got {malformed!r}")
+        compress, timeout = bool(body.get("gzip")), float(body.get("timeout", 10))
+        notification: dict[str, Any] | None = None
+        raw: bytes | None = None
         if kind.startswith("grant."):
             notification = sender.grant_expired_notification(grant)
         else:
@@ -398,20 +406,26 @@ def _admin_routes(backend: NylasBackend) -> list[Route]:
             else:
                 day_messages = backend.messages_for(grant.key, dt.date.fromisoformat(str(body["day"])))
                 message = day_messages[int(body.get("index", 0))]
-            notification = sender.build_notification(
-                message, type=kind, truncated=bool(body.get("truncated"))
-            )
-        times = 2 if body.get("duplicate") else 1
+            if malformed is not None:
+                raw = sender.malformed_body(str(malformed), message)
+            else:
+                notification = sender.build_notification(
+                    message, type=kind, truncated=bool(body.get("truncated"))
+                )
         results = []
-        for _ in range(times):
-            result = await run_in_threadpool(
-                sender.deliver,
-                url,
-                notification,
-                gzip=bool(body.get("gzip")),
-                bad_signature=bool(body.get("bad_signature")),
-                timeout=float(body.get("timeout", 10)),
-            )
+        for _ in range(2 if body.get("duplicate") else 1):
+            if raw is not None:
+                result = await run_in_threadpool(sender.deliver_raw, url, raw, gzip=compress, timeout=timeout)
+            else:
+                assert notification is not None
+                result = await run_in_threadpool(
+                    sender.deliver,
+                    url,
+                    notification,
+                    gzip=compress,
+                    bad_signature=bool(body.get("bad_signature")),
+                    timeout=timeout,
+                )
             results.append(
                 {
                     "status": result.status,
@@ -420,13 +434,13 @@ def _admin_routes(backend: NylasBackend) -> list[Route]:
                     "elapsed_s": round(result.elapsed_s, 4),
                 }
             )
-        return {
-            "data": {
-                "notification_id": notification["id"],
-                "type": notification["type"],
-                "deliveries": results,
-            }
-        }
+        data: dict[str, Any] = {"deliveries": results}
+        if notification is not None:
+            data.update(notification_id=notification["id"], type=notification["type"])
+        else:
+            assert raw is not None
+            data.update(malformed=malformed, bytes=len(raw))
+        return {"data": data}
 
     async def challenge(request: Request) -> dict[str, Any]:
         body = await _json_body(request)
