@@ -24,6 +24,7 @@ from nylas_dataverse_sandbox.entra.app import create_app as create_entra_app
 from nylas_dataverse_sandbox.entra.backend import EntraBackend
 from nylas_dataverse_sandbox.nylas.app import create_app as create_nylas_app
 from nylas_dataverse_sandbox.nylas.backend import NylasBackend
+from nylas_dataverse_sandbox.nylas.switches import NylasSwitches
 from nylas_dataverse_sandbox.server import RunningServer, serve_in_thread
 from nylas_dataverse_sandbox.tls import generate_tls
 
@@ -42,7 +43,8 @@ class SandboxConfig:
     days: int = 7
     token_lifetime_s: int = 3599
     limits: ServiceProtectionLimits = field(default_factory=ServiceProtectionLimits)
-    list_includes_body: bool = True
+    list_includes_body: bool = True  # False is the older spelling of nylas_switches list_body="omitted"
+    nylas_switches: NylasSwitches = field(default_factory=NylasSwitches)
     # --- Dataverse and Entra switches (docs/sandbox.md, "Open behaviours"); reset() returns to these ---
     dataverse_behaviour: DataverseBehaviour = field(default_factory=DataverseBehaviour)
     dataverse_faults: DataverseFaults = field(default_factory=DataverseFaults)
@@ -67,7 +69,8 @@ class Sandbox:
             api_key=personas.NYLAS_API_KEY,
             start_day=config.start_day,
             days=config.days,
-            list_includes_body=config.list_includes_body,
+            switches=config.nylas_switches,
+            list_includes_body=None if config.list_includes_body else False,
         )
         entra = EntraBackend(token_lifetime_s=config.token_lifetime_s)
         dataverse = DataverseBackend(

@@ -2,9 +2,10 @@
 
 Query parameters follow the real API's quirks: a repeated parameter keeps its last value, booleans
 accept ``true``/``True``/``1`` (Go-style), and responses are gzip-compressed when the client accepts it
-(Nylas skips bodies under about 200 bytes). Every response carries ``request_id`` (JSON) and
-``x-request-id`` (header). The ``/_sandbox/`` routes are the admin side: reset, stats, faults, bulk
-days, and webhook deliveries built from the backend's messages.
+(Nylas skips bodies under about 200 bytes; attachment downloads are streamed as they are, with their
+``Content-Length``). Every response carries ``request_id`` (JSON) and ``x-request-id`` (header). The
+``/_sandbox/`` routes are the admin side: reset, stats, faults, switches, cursor expiry, bulk days, and
+webhook deliveries built from the backend's messages.
 """
 
 from __future__ import annotations
@@ -23,13 +24,15 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from nylas_dataverse_sandbox import personas
-from nylas_dataverse_sandbox.nylas import errors
+from nylas_dataverse_sandbox.nylas import attachments, errors
 from nylas_dataverse_sandbox.nylas.backend import DEFAULT_LIMIT, MAX_LIMIT, MessageFilters, NylasBackend
-from nylas_dataverse_sandbox.nylas.webhooks import WebhookSender
+from nylas_dataverse_sandbox.nylas.webhooks import MALFORMED_KINDS, WebhookSender
+from nylas_dataverse_sandbox.personas import GrantPersona
 
 FIELDS = ("standard", "include_headers", "include_basic_headers", "include_tracking_options", "raw_mime")
 _BASIC_HEADERS = {"message-id", "in-reply-to", "references"}
@@ -37,7 +40,9 @@ _TRUE = {"true", "True", "TRUE", "1", "t", "T"}
 _FALSE = {"false", "False", "FALSE", "0", "f", "F"}
 
 GRANTS_DEFAULT_LIMIT = 10
-Handler = Callable[[NylasBackend, Request], Awaitable[dict[str, Any]]]
+# iCloud and Yahoo are IMAP underneath; the sandbox's IMAP persona stands for all three.
+_IMAP_LIKE = {"imap", "icloud", "yahoo"}
+Handler = Callable[[NylasBackend, Request], Awaitable[dict[str, Any] | Response]]
 
 
 # Query parsing --------------------------------------------------------------------------------------------
@@ -128,7 +133,7 @@ def _filters(request: Request) -> MessageFilters:
 
 def _render(
     backend: NylasBackend,
-    request: Request,
+    grant: GrantPersona,
     message: dict[str, Any],
     *,
     fields: str,
@@ -136,7 +141,6 @@ def _render(
     include_body: bool,
 ) -> dict[str, Any]:
     if fields == "raw_mime":
-        grant = backend.resolve_grant(request.path_params["grant"])
         return {
             "grant_id": message["grant_id"],
             "object": "message",
@@ -147,9 +151,11 @@ def _render(
         key: value for key, value in message.items() if key != "headers" and (include_body or key != "body")
     }
     headers = message.get("headers", [])
-    if fields == "include_headers":
+    # The 2024 contract: headers are not supported for IMAP, iCloud or Yahoo (no field at all).
+    headers_supported = grant.provider not in _IMAP_LIKE or backend.switches.imap_headers == "supported"
+    if fields == "include_headers" and headers_supported:
         out["headers"] = list(headers)
-    elif fields == "include_basic_headers":
+    elif fields == "include_basic_headers" and headers_supported:
         out["headers"] = [header for header in headers if header["name"].lower() in _BASIC_HEADERS]
     elif fields == "include_tracking_options":
         out["tracking_options"] = {"opens": False, "thread_replies": False, "links": False, "label": ""}
@@ -184,9 +190,11 @@ async def _list_grants(backend: NylasBackend, request: Request) -> dict[str, Any
 async def _list_messages(backend: NylasBackend, request: Request) -> dict[str, Any]:
     grant = backend.resolve_grant(request.path_params["grant"])
     limit, fields, select, filters = _limit(request), _fields(request), _select(request), _filters(request)
-    page = backend.list_messages(grant, filters, limit=limit, page_token=_param(request, "page_token"))
+    page = backend.list_messages(
+        grant, filters, limit=limit, page_token=_param(request, "page_token"), fields=fields
+    )
     data = [
-        _render(backend, request, m, fields=fields, select=select, include_body=backend.list_includes_body)
+        _render(backend, grant, m, fields=fields, select=select, include_body=backend.list_includes_body)
         for m in page.items
     ]
     payload: dict[str, Any] = {"data": data}
@@ -195,16 +203,18 @@ async def _list_messages(backend: NylasBackend, request: Request) -> dict[str, A
     return payload
 
 
-def _message_id_from_raw_path(request: Request) -> str:
-    """The id as sent: one percent-encoded path segment. An unencoded ``/`` splits it and finds nothing."""
+def _ids_from_raw_path(request: Request, what: str, *, suffix: str | None = None) -> str:
+    """The id as sent: one percent-encoded path segment after ``/v3/grants/<grant>/<what>s/``, then
+    ``suffix`` if given. An unencoded ``/`` splits the id and finds nothing, as in Nylas."""
     raw_path = request.scope.get("raw_path")
-    if raw_path is None:
-        return str(request.path_params["message_id"])
-    segments = raw_path.decode("latin-1").split("/")
-    # ['', 'v3', 'grants', '<grant>', 'messages', '<id>']
-    if len(segments) != 6 or not segments[5]:
+    if raw_path is None:  # pragma: no cover - every ASGI server the sandbox runs on sets raw_path
+        raw_path = request.url.path.encode()
+    segments = raw_path.decode("latin-1").split("?")[0].split("/")
+    # ['', 'v3', 'grants', '<grant>', '<what>s', '<id>'(, suffix)]
+    expected = 6 if suffix is None else 7
+    if len(segments) != expected or not segments[5] or (suffix is not None and segments[6] != suffix):
         raise errors.NotFoundError(
-            "message not found: URL-encode the message id (ids can contain '/', '+', '=' and '#')"
+            f"{what} not found: URL-encode the {what} id (ids can contain '/', '+', '=' and '#')"
         )
     return unquote(segments[5])
 
@@ -212,8 +222,41 @@ def _message_id_from_raw_path(request: Request) -> str:
 async def _get_message(backend: NylasBackend, request: Request) -> dict[str, Any]:
     grant = backend.resolve_grant(request.path_params["grant"])
     fields, select = _fields(request), _select(request)
-    message = backend.get_message(grant, _message_id_from_raw_path(request))
-    return {"data": _render(backend, request, message, fields=fields, select=select, include_body=True)}
+    message = backend.get_message(grant, _ids_from_raw_path(request, "message"))
+    return {"data": _render(backend, grant, message, fields=fields, select=select, include_body=True)}
+
+
+async def _get_attachment(backend: NylasBackend, request: Request) -> dict[str, Any]:
+    grant = backend.resolve_grant(request.path_params["grant"])
+    _, attachment = backend.get_attachment(
+        grant, _param(request, "message_id"), _ids_from_raw_path(request, "attachment")
+    )
+    select = _select(request)
+    return {"data": {k: v for k, v in attachment.items() if k in select} if select else dict(attachment)}
+
+
+async def _download_attachment(backend: NylasBackend, request: Request) -> Response:
+    """The file's bytes, streamed: ``application/octet-stream`` as the contract says (or the
+    attachment's own type with the ``download_content_type`` switch), with its exact Content-Length."""
+    grant = backend.resolve_grant(request.path_params["grant"])
+    attachment_id = _ids_from_raw_path(request, "attachment", suffix="download")
+    message, attachment = backend.get_attachment(grant, _param(request, "message_id"), attachment_id)
+    media_type = "application/octet-stream"
+    if backend.switches.download_content_type == "attachment" and attachment.get("content_type"):
+        media_type = str(attachment["content_type"])
+    length = attachments.file_length(grant, attachment)
+    return StreamingResponse(
+        attachments.iter_bytes(grant, message["id"], attachment),
+        media_type=media_type,
+        headers={"Content-Length": str(length)},
+    )
+
+
+async def _get_thread(backend: NylasBackend, request: Request) -> dict[str, Any]:
+    grant = backend.resolve_grant(request.path_params["grant"])
+    thread = backend.get_thread(grant, _ids_from_raw_path(request, "thread"))
+    select = _select(request)
+    return {"data": {k: v for k, v in thread.items() if k in select} if select else thread}
 
 
 async def _list_folders(backend: NylasBackend, request: Request) -> dict[str, Any]:
@@ -240,16 +283,20 @@ def _api(backend: NylasBackend, route: str, handler: Handler) -> Callable[[Reque
         request_id = str(uuid.uuid4())
         response: Response
         try:
-            fault = backend.take_fault()
+            fault = backend.take_fault(request.path_params.get("grant"))
             if backend.faults.latency_s:
                 await asyncio.sleep(backend.faults.latency_s)
             if fault is not None:
                 raise fault
             backend.authenticate(request.headers.get("authorization"))
             payload = await handler(backend, request)
-            response = JSONResponse(
-                {"request_id": request_id, **payload}, headers={"x-request-id": request_id}
-            )
+            if isinstance(payload, Response):
+                response = payload
+                response.headers["x-request-id"] = request_id
+            else:
+                response = JSONResponse(
+                    {"request_id": request_id, **payload}, headers={"x-request-id": request_id}
+                )
         except errors.NylasError as error:
             response = errors.error_response(error, request_id)
         backend.stats.record(route, response.status_code)
@@ -306,6 +353,15 @@ def _admin_routes(backend: NylasBackend) -> list[Route]:
             backend.set_faults(await _json_body(request))
         return {"data": backend.faults.as_dict()}
 
+    async def switches(request: Request) -> dict[str, Any]:
+        if request.method == "POST":
+            backend.set_switches(await _json_body(request))
+        return {"data": backend.switches.as_dict()}
+
+    async def expire_cursors(request: Request) -> dict[str, Any]:
+        backend.expire_cursors()
+        return {"expired": True}
+
     async def bulk(request: Request) -> dict[str, Any]:
         body = await _json_body(request)
         bulk_day = backend.add_bulk_day(
@@ -325,6 +381,8 @@ def _admin_routes(backend: NylasBackend) -> list[Route]:
         }
 
     async def deliver(request: Request) -> dict[str, Any]:
+        """One notification (``type``: message.* or grant.expired), or with ``malformed`` one of the
+        defective bodies of ``WebhookSender.malformed_body``; ``duplicate`` sends it twice."""
         body = await _json_body(request)
         url = str(body["url"])
         sender = WebhookSender(
@@ -334,6 +392,12 @@ def _admin_routes(backend: NylasBackend) -> list[Route]:
         )
         grant = backend.grant_by_any(str(body["grant"]))
         kind = str(body.get("type", "message.created"))
+        malformed = body.get("malformed")
+        if malformed is not None and malformed not in MALFORMED_KINDS:
+            raise ValueError(f"malformed must be one of {', '.join(MALFORMED_KINDS)}; got {malformed!r}")
+        compress, timeout = bool(body.get("gzip")), float(body.get("timeout", 10))
+        notification: dict[str, Any] | None = None
+        raw: bytes | None = None
         if kind.startswith("grant."):
             notification = sender.grant_expired_notification(grant)
         else:
@@ -342,20 +406,26 @@ def _admin_routes(backend: NylasBackend) -> list[Route]:
             else:
                 day_messages = backend.messages_for(grant.key, dt.date.fromisoformat(str(body["day"])))
                 message = day_messages[int(body.get("index", 0))]
-            notification = sender.build_notification(
-                message, type=kind, truncated=bool(body.get("truncated"))
-            )
-        times = 2 if body.get("duplicate") else 1
+            if malformed is not None:
+                raw = sender.malformed_body(str(malformed), message)
+            else:
+                notification = sender.build_notification(
+                    message, type=kind, truncated=bool(body.get("truncated"))
+                )
         results = []
-        for _ in range(times):
-            result = await run_in_threadpool(
-                sender.deliver,
-                url,
-                notification,
-                gzip=bool(body.get("gzip")),
-                bad_signature=bool(body.get("bad_signature")),
-                timeout=float(body.get("timeout", 10)),
-            )
+        for _ in range(2 if body.get("duplicate") else 1):
+            if raw is not None:
+                result = await run_in_threadpool(sender.deliver_raw, url, raw, gzip=compress, timeout=timeout)
+            else:
+                assert notification is not None
+                result = await run_in_threadpool(
+                    sender.deliver,
+                    url,
+                    notification,
+                    gzip=compress,
+                    bad_signature=bool(body.get("bad_signature")),
+                    timeout=timeout,
+                )
             results.append(
                 {
                     "status": result.status,
@@ -364,13 +434,13 @@ def _admin_routes(backend: NylasBackend) -> list[Route]:
                     "elapsed_s": round(result.elapsed_s, 4),
                 }
             )
-        return {
-            "data": {
-                "notification_id": notification["id"],
-                "type": notification["type"],
-                "deliveries": results,
-            }
-        }
+        data: dict[str, Any] = {"deliveries": results}
+        if notification is not None:
+            data.update(notification_id=notification["id"], type=notification["type"])
+        else:
+            assert raw is not None
+            data.update(malformed=malformed, bytes=len(raw))
+        return {"data": data}
 
     async def challenge(request: Request) -> dict[str, Any]:
         body = await _json_body(request)
@@ -381,6 +451,8 @@ def _admin_routes(backend: NylasBackend) -> list[Route]:
         Route("/_sandbox/reset", _admin(reset), methods=["POST"]),
         Route("/_sandbox/stats", _admin(stats), methods=["GET"]),
         Route("/_sandbox/faults", _admin(faults), methods=["GET", "POST"]),
+        Route("/_sandbox/switches", _admin(switches), methods=["GET", "POST"]),
+        Route("/_sandbox/cursors/expire", _admin(expire_cursors), methods=["POST"]),
         Route("/_sandbox/bulk", _admin(bulk), methods=["POST"]),
         Route("/_sandbox/webhooks/deliver", _admin(deliver), methods=["POST"]),
         Route("/_sandbox/webhooks/challenge", _admin(challenge), methods=["POST"]),
@@ -393,6 +465,20 @@ async def _routing_error(request: Request, exc: Exception) -> Response:
     if exc.headers:
         response.headers.update(exc.headers)
     return response
+
+
+class _GzipExceptDownloads:
+    """Gzip like Nylas, except attachment downloads: those keep their bytes and Content-Length."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.plain = app
+        self.gzipped = GZipMiddleware(app, minimum_size=200, compresslevel=5)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and str(scope.get("path", "")).endswith("/download"):
+            await self.plain(scope, receive, send)
+        else:
+            await self.gzipped(scope, receive, send)
 
 
 def create_app(backend: NylasBackend) -> Starlette:
@@ -414,9 +500,32 @@ def create_app(backend: NylasBackend) -> Starlette:
             _api(backend, "GET /v3/grants/{grant}/folders", _list_folders),
             methods=["GET"],
         ),
+        Route(
+            "/v3/grants/{grant}/threads/{thread_id:path}",
+            _api(backend, "GET /v3/grants/{grant}/threads/{thread_id}", _get_thread),
+            methods=["GET"],
+        ),
+        # One route for both: an attachment id may hold an (encoded) '/', so the path is split by hand.
+        Route(
+            "/v3/grants/{grant}/attachments/{attachment_path:path}",
+            _attachment_endpoint(backend),
+            methods=["GET"],
+        ),
     ]
     return Starlette(
         routes=[*api, *_admin_routes(backend)],
-        middleware=[Middleware(GZipMiddleware, minimum_size=200, compresslevel=5)],
+        middleware=[Middleware(_GzipExceptDownloads)],
         exception_handlers={HTTPException: _routing_error},
     )
+
+
+def _attachment_endpoint(backend: NylasBackend) -> Callable[[Request], Awaitable[Response]]:
+    metadata = _api(backend, "GET /v3/grants/{grant}/attachments/{attachment_id}", _get_attachment)
+    download = _api(
+        backend, "GET /v3/grants/{grant}/attachments/{attachment_id}/download", _download_attachment
+    )
+
+    async def endpoint(request: Request) -> Response:
+        return await (download if request.url.path.endswith("/download") else metadata)(request)
+
+    return endpoint

@@ -4,13 +4,18 @@ Choices where Nylas' behaviour is undocumented (see nylas.md §11), made so a cl
 undocumented side breaks here rather than in production:
 
 - ``limit`` above 200 is rejected with 400 rather than clamped.
-- ``received_after`` is inclusive (``date >= after``), ``received_before`` exclusive (``date < before``).
+- ``received_after`` / ``received_before``: by default inclusive (``date >= after``) and exclusive
+  (``date < before``) on ``date``; the switches (``switches.py``) give the other answers, including a
+  filter on ``created_at``.
 - ``page_token`` is an opaque base64url cursor that remembers the position after the last message
   served (date, source, index) and a hash of the grant and filters; sending it with other filters, or
   for another grant, is a 400. Mail that arrives while a client pages is not shown on later pages.
+  Switches make cursors cycle, repeat themselves or expire.
 - An unknown folder id in ``in`` is a 400 naming it, like a provider rejecting a label it does not know.
 - ``GET /v3/grants/{id}`` of an expired grant answers 200 with ``grant_status: invalid``; data calls
   on it answer 401.
+
+``reset()`` returns to the configured state: seed, switches and faults as given to the constructor.
 """
 
 from __future__ import annotations
@@ -23,15 +28,17 @@ import hashlib
 import heapq
 import hmac
 import json
+import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, Protocol
 
 from nylas_dataverse_sandbox import personas
-from nylas_dataverse_sandbox.nylas import errors, folders, ids, seed
+from nylas_dataverse_sandbox.nylas import attachments, errors, folders, ids, seed
 from nylas_dataverse_sandbox.nylas.bulk import BulkDay
+from nylas_dataverse_sandbox.nylas.switches import MAX_SYNC_LAG_S, NylasSwitches
 from nylas_dataverse_sandbox.personas import GrantPersona
 
 MAX_LIMIT = 200
@@ -67,6 +74,9 @@ class NylasFaults:
         values = dataclasses.asdict(self)
         values["expired_grants"] = sorted(self.expired_grants)
         return values
+
+    def copy(self) -> NylasFaults:
+        return dataclasses.replace(self, expired_grants=set(self.expired_grants))
 
 
 @dataclass
@@ -125,11 +135,7 @@ class MessageFilters:
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     def matches(self, message: dict[str, Any]) -> bool:
-        date = message["date"]
-        if self.received_after is not None and date < self.received_after:
-            return False
-        if self.received_before is not None and date >= self.received_before:
-            return False
+        """Every filter but the time window (the backend applies that, as its switches say)."""
         if self.in_folder is not None and self.in_folder not in message["folders"]:
             return False
         if self.subject is not None and self.subject not in message.get("subject", ""):
@@ -160,6 +166,28 @@ def _emails(message: dict[str, Any], field_name: str) -> set[str]:
 
 
 @dataclass(frozen=True)
+class TimeWindow:
+    """The messages a ``received_after``/``received_before`` pair selects: ``low <= t < high``."""
+
+    low: int | None  # inclusive
+    high: int | None  # exclusive
+    field: str  # "date" or "created_at"
+
+    @classmethod
+    def of(cls, filters: MessageFilters, switches: NylasSwitches) -> TimeWindow:
+        low = filters.received_after
+        if low is not None and switches.received_after == "exclusive":
+            low += 1
+        high = filters.received_before
+        if high is not None and switches.received_before == "inclusive":
+            high += 1
+        return cls(low, high, switches.received_field)
+
+    def admits(self, value: int) -> bool:
+        return (self.low is None or value >= self.low) and (self.high is None or value < self.high)
+
+
+@dataclass(frozen=True)
 class Page:
     items: list[dict[str, Any]]
     next_cursor: str | None
@@ -173,11 +201,14 @@ class _Source(Protocol):
 
     def date_at(self, index: int) -> int: ...
 
+    def created_at_at(self, index: int) -> int: ...
+
 
 @dataclass(frozen=True)
 class _SeedSource:
     messages: tuple[dict[str, Any], ...]
     dates: tuple[int, ...]
+    created: tuple[int, ...]
     source_no: int = 0
 
     def __len__(self) -> int:
@@ -185,6 +216,9 @@ class _SeedSource:
 
     def date_at(self, index: int) -> int:
         return self.dates[index]
+
+    def created_at_at(self, index: int) -> int:
+        return self.created[index]
 
 
 def _first_index_below(source: _Source, bound: int) -> int:
@@ -205,6 +239,7 @@ def _encode_cursor(payload: dict[str, Any]) -> str:
 
 
 def _decode_cursor(token: str, fingerprint: str) -> dict[str, Any]:
+    """The payload of a cursor this API issued for this query (not yet checked for expiry)."""
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         payload = json.loads(raw)
@@ -231,20 +266,33 @@ class NylasBackend:
         api_key: str,
         start_day: dt.date = seed.DEFAULT_START_DAY,
         days: int = seed.DEFAULT_DAYS,
-        list_includes_body: bool = True,
+        list_includes_body: bool | None = None,
+        switches: NylasSwitches | None = None,
+        faults: NylasFaults | None = None,
     ) -> None:
+        """``switches`` and ``faults`` are the configured state that ``reset()`` returns to.
+
+        ``list_includes_body=False`` is the older spelling of the switch ``list_body="omitted"``.
+        """
+        switches = switches or NylasSwitches()
+        if list_includes_body is not None:
+            switches = switches.replace({"list_body": "included" if list_includes_body else "omitted"})
+        faults = faults.copy() if faults is not None else NylasFaults()
         self._init_args: dict[str, Any] = {
             "api_key": api_key,
             "start_day": start_day,
             "days": days,
-            "list_includes_body": list_includes_body,
+            "switches": switches,
+            "faults": faults.copy(),
         }
         self.api_key = api_key
         self.start_day = start_day
         self.days = days
-        self.list_includes_body = list_includes_body
-        self.faults = NylasFaults()
+        self.switches = switches
+        self.faults = faults
         self.stats = NylasStats()
+        self.clock: Callable[[], float] = time.time  # cursor lifetimes are measured with it
+        self._cursor_generation = 0
         self._fault_sequence = 0
         self._mailboxes = seed.mailboxes(start_day, days)
         self._seed_sources: dict[str, _SeedSource] = {}
@@ -252,16 +300,38 @@ class NylasBackend:
         for grant in personas.GRANTS:
             box = self._mailboxes[grant.key]
             messages = tuple(seeded.message for seeded in box)
-            self._seed_sources[grant.key] = _SeedSource(messages, tuple(m["date"] for m in messages))
+            self._seed_sources[grant.key] = _SeedSource(
+                messages, tuple(m["date"] for m in messages), tuple(m["created_at"] for m in messages)
+            )
             self._by_id[grant.key] = {seeded.message["id"]: seeded for seeded in box}
         self._bulk: dict[str, list[BulkDay]] = {grant.key: [] for grant in personas.GRANTS}
         self._folder_counts = {grant.key: self._count_folders(grant) for grant in personas.GRANTS}
 
     def reset(self) -> None:
-        """Back to the freshly seeded state: bulk days, faults and counters are dropped."""
+        """Back to the configured state: seed, switches and faults as constructed; bulk days and counters
+        are dropped."""
         args = self._init_args
         self.__dict__.clear()
         self.__init__(**args)  # type: ignore[misc]
+
+    # Switches -------------------------------------------------------------------------------------------
+
+    def set_switches(self, values: dict[str, Any]) -> NylasSwitches:
+        """Change some switches (the others keep their value); unknown names and values are refused."""
+        self.switches = self.switches.replace(values)
+        return self.switches
+
+    @property
+    def list_includes_body(self) -> bool:
+        return self.switches.list_body == "included"
+
+    @list_includes_body.setter
+    def list_includes_body(self, value: bool) -> None:
+        self.set_switches({"list_body": "included" if value else "omitted"})
+
+    def expire_cursors(self) -> None:
+        """Every cursor issued so far becomes an expired page_token (row 19 without waiting)."""
+        self._cursor_generation += 1
 
     # Requests: faults and auth --------------------------------------------------------------------------
 
@@ -289,31 +359,46 @@ class NylasBackend:
         self._fault_sequence = 0
         return updated
 
-    def take_fault(self) -> errors.NylasError | None:
-        """Count one ``/v3`` request and return the fault it should fail with, if any."""
+    def take_fault(self, grant_identifier: str | None = None) -> errors.NylasError | None:
+        """Count one ``/v3`` request and return the fault it should fail with, if any.
+
+        ``grant_identifier`` (the path's grant, if any) decides whether a 429 carries ``Retry-After``
+        under ``retry_after="microsoft"``.
+        """
         self._fault_sequence += 1
         n = self._fault_sequence
         faults = self.faults
         if faults.html_502_every and n % faults.html_502_every == 0:
             return errors.GatewayHtmlError()
         if faults.rate_limit_every and n % faults.rate_limit_every == 0:
-            return errors.RateLimitError(faults.retry_after_s)
+            return errors.RateLimitError(self._retry_after(grant_identifier))
         if faults.timeout_504_every and n % faults.timeout_504_every == 0:
             return errors.ProviderTimeoutError()
         return None
 
+    def _retry_after(self, grant_identifier: str | None) -> float | None:
+        mode = self.switches.retry_after
+        if mode == "always":
+            return self.faults.retry_after_s
+        if mode == "never" or grant_identifier is None:
+            return None
+        try:
+            provider = self.resolve_grant(grant_identifier).provider
+        except errors.NotFoundError:
+            return None
+        return self.faults.retry_after_s if provider == "microsoft" else None
+
     def authenticate(self, authorization: str | None) -> None:
+        status = self.switches.bad_api_key_status
         if not authorization:
-            raise errors.UnauthorizedError(
-                "Unauthorized: no API key. Send the header 'Authorization: Bearer <NYLAS_API_KEY>'."
+            raise errors.InvalidApiKeyError(
+                "Bearer token missing: send the header 'Authorization: Bearer <NYLAS_API_KEY>'", status=status
             )
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(
             token.strip().encode(), self.api_key.encode()
         ):
-            raise errors.UnauthorizedError(
-                "Unauthorized: the API key in the Authorization header is not valid for this application."
-            )
+            raise errors.InvalidApiKeyError(status=status)
 
     # Grants ---------------------------------------------------------------------------------------------
 
@@ -338,7 +423,7 @@ class NylasBackend:
 
     def require_valid(self, grant: GrantPersona) -> None:
         if self.is_expired(grant):
-            raise errors.GrantExpiredError(grant.grant_id)
+            raise errors.GrantExpiredError(grant, style=self.switches.expired_grant_error)
 
     def grant_object(self, grant: GrantPersona) -> dict[str, Any]:
         owner = next(user for user in personas.SYSTEM_USERS if user.key == grant.owner_key)
@@ -403,14 +488,24 @@ class NylasBackend:
         return source.message_at(index, with_body=with_body)
 
     def _stream(
-        self, source: _Source, filters: MessageFilters, after: tuple[int, int, int] | None
+        self,
+        source: _Source,
+        filters: MessageFilters,
+        window: TimeWindow,
+        after: tuple[int, int, int] | None,
     ) -> Iterator[tuple[int, int, int]]:
-        """Sort keys ``(-date, source_no, index)`` of the matching messages of one source, in order."""
+        """Sort keys ``(-date, source_no, index)`` of the matching messages of one source, in order.
+
+        Dates never increase with the index, so the window becomes an index range; filtering on
+        ``created_at`` (never more than ``MAX_SYNC_LAG_S`` after ``date``) widens the range and checks
+        each candidate.
+        """
         start, stop = 0, len(source)
-        if filters.received_before is not None:
-            start = _first_index_below(source, filters.received_before)
-        if filters.received_after is not None:
-            stop = _first_index_below(source, filters.received_after)
+        by_date = window.field == "date"
+        if window.high is not None:
+            start = _first_index_below(source, window.high)
+        if window.low is not None:
+            stop = _first_index_below(source, window.low if by_date else window.low - MAX_SYNC_LAG_S)
         if after is not None:
             last_date, last_source, last_index = after
             if source.source_no < last_source:
@@ -419,42 +514,89 @@ class NylasBackend:
                 start = max(start, last_index + 1)
             else:
                 start = max(start, _first_index_below(source, last_date + 1))
-        if filters.only_time:
-            for index in range(start, stop):
-                yield (-source.date_at(index), source.source_no, index)
-            return
+        check_time = not by_date and (window.low is not None or window.high is not None)
+        only_time = filters.only_time
         for index in range(start, stop):
-            if filters.matches(self._message_at(source, index, with_body=False)):
+            if check_time and not window.admits(source.created_at_at(index)):
+                continue
+            if only_time or filters.matches(self._message_at(source, index, with_body=False)):
                 yield (-source.date_at(index), source.source_no, index)
 
     def list_messages(
-        self, grant: GrantPersona, filters: MessageFilters, *, limit: int, page_token: str | None
+        self,
+        grant: GrantPersona,
+        filters: MessageFilters,
+        *,
+        limit: int,
+        page_token: str | None,
+        fields: str = "standard",
     ) -> Page:
         """One page, newest first; ``next_cursor`` is None on the last page."""
         self.require_valid(grant)
         filters = self.check_filters(grant, filters)
         if self.faults.timeout_504_over_limit and limit > self.faults.timeout_504_over_limit:
             raise errors.ProviderTimeoutError()
+        headers_limit = self.switches.headers_504_over_limit
+        if headers_limit and fields == "include_headers" and limit > headers_limit:
+            raise errors.ProviderTimeoutError()
         fingerprint = filters.fingerprint(grant.grant_id)
         after: tuple[int, int, int] | None = None
+        payload: dict[str, Any] = {}
         if page_token:
-            payload = _decode_cursor(page_token, fingerprint)
+            payload = self._open_cursor(page_token, fingerprint)
             try:
                 after = (int(payload["d"]), int(payload["s"]), int(payload["i"]))
             except (KeyError, TypeError, ValueError) as exc:
                 raise errors.InvalidRequestError("page_token is not a cursor this API issued") from exc
+        window = TimeWindow.of(filters, self.switches)
         sources = {source.source_no: source for source in self._sources(grant)}
-        streams = [self._stream(source, filters, after) for source in sources.values()]
+        streams = [self._stream(source, filters, window, after) for source in sources.values()]
         chosen = list(islice(heapq.merge(*streams), limit + 1))
         page = chosen[:limit]
         items = [self._message_at(sources[source_no], index, with_body=True) for _, source_no, index in page]
         next_cursor = None
         if len(chosen) > limit:
             negative_date, source_no, index = page[-1]
-            next_cursor = _encode_cursor(
-                {"v": 1, "h": fingerprint, "d": -negative_date, "s": source_no, "i": index}
-            )
+            position = {"h": fingerprint, "d": -negative_date, "s": source_no, "i": index}
+            next_cursor = self._next_cursor(position, page_token, payload)
         return Page(items, next_cursor)
+
+    # Cursors ----------------------------------------------------------------------------------------------
+
+    def _issue_cursor(self, position: dict[str, Any], *, issued: float | None = None, **extra: Any) -> str:
+        stamp = round(self.clock() if issued is None else issued, 3)
+        return _encode_cursor({"v": 1, **position, "t": stamp, "g": self._cursor_generation, **extra})
+
+    def _open_cursor(self, token: str, fingerprint: str) -> dict[str, Any]:
+        """A page_token's payload, or the errors Nylas-like APIs answer for foreign and expired ones."""
+        payload = _decode_cursor(token, fingerprint)
+        if payload.get("g", 0) != self._cursor_generation:
+            raise errors.CursorExpiredError()
+        ttl = self.switches.cursor_ttl_s
+        issued = payload.get("t")
+        if ttl and (not isinstance(issued, int | float) or self.clock() - issued > ttl):
+            raise errors.CursorExpiredError()
+        return payload
+
+    def _next_cursor(self, position: dict[str, Any], page_token: str | None, payload: dict[str, Any]) -> str:
+        """The cursor after a page, as the ``cursor`` switch says.
+
+        - ``normal``: a fresh cursor for the position after this page.
+        - ``repeat``: from the second page on, the same token that was sent (a client that follows it
+          reads the second page forever).
+        - ``cycle``: the cursors go A, B, A, B ...: the third page's cursor is the first one again, so
+          pages two and three alternate forever. Cursors of a cycling walk keep the first one's
+          timestamp, so A and B are the same strings each time round.
+        """
+        mode = self.switches.cursor
+        page_no = int(payload.get("n", 0)) if page_token else 0
+        if mode == "repeat" and page_token:
+            return page_token
+        if mode == "cycle" and page_token:
+            if page_no >= 2 and isinstance(payload.get("a"), str):
+                return str(payload["a"])
+            return self._issue_cursor(position, issued=payload.get("t"), n=page_no + 1, a=page_token)
+        return self._issue_cursor(position, n=page_no + 1)
 
     def get_message(self, grant: GrantPersona, message_id: str) -> dict[str, Any]:
         self.require_valid(grant)
@@ -470,6 +612,35 @@ class NylasBackend:
             if index is not None:
                 return bulk_day.message_at(index)
         raise errors.NotFoundError(f"message not found: grant {grant.grant_id} has no message {message_id!r}")
+
+    # Attachments and threads -----------------------------------------------------------------------------
+
+    def get_attachment(
+        self, grant: GrantPersona, message_id: str | None, attachment_id: str
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``(message, attachment)``; ``message_id`` is required, as in the contract."""
+        self.require_valid(grant)
+        if not message_id:
+            raise errors.InvalidRequestError(
+                "message_id is required: pass the id of the message the attachment belongs to"
+            )
+        message = self.find_message(grant, message_id)
+        attachment = attachments.find(message, attachment_id)
+        if attachment is None:
+            raise errors.NotFoundError(
+                f"attachment not found: message {message_id!r} has no attachment {attachment_id!r}"
+            )
+        return message, attachment
+
+    def get_thread(self, grant: GrantPersona, thread_id: str) -> dict[str, Any]:
+        """A thread object built from the seeded messages that carry ``thread_id`` (bulk days excluded)."""
+        self.require_valid(grant)
+        members = [m for m in self._seed_sources[grant.key].messages if m["thread_id"] == thread_id]
+        if not members:
+            raise errors.NotFoundError(
+                f"thread not found: grant {grant.grant_id} has no thread {thread_id!r}"
+            )
+        return _thread_object(grant, thread_id, members)
 
     def raw_mime(self, grant: GrantPersona, message: dict[str, Any]) -> str:
         """The message as base64url RFC 822 text (headers as stored in the mailbox, HTML part)."""
@@ -516,7 +687,7 @@ class NylasBackend:
         ]
         offset = 0
         if page_token:
-            payload = _decode_cursor(page_token, fingerprint)
+            payload = self._open_cursor(page_token, fingerprint)
             offset = int(payload.get("o", 0))
         objects = folders.folder_objects(grant, include_hidden=include_hidden)
         if parent_id is not None:
@@ -527,7 +698,7 @@ class NylasBackend:
             folder["total_count"], folder["unread_count"] = total, unread
         page = objects[offset : offset + limit]
         more = offset + limit < len(objects)
-        next_cursor = _encode_cursor({"v": 1, "h": fingerprint, "o": offset + limit}) if more else None
+        next_cursor = self._issue_cursor({"h": fingerprint, "o": offset + limit}) if more else None
         return Page(page, next_cursor)
 
     # For the admin routes, benchmarks and tests -------------------------------------------------------------
@@ -553,3 +724,41 @@ class NylasBackend:
         grant = self.grant_by_any(grant_key)
         bulk = sum(b.count for b in self._bulk[grant.key] if b.day == day)
         return len(self.seed_messages(grant.key, day)) + bulk
+
+
+def _thread_object(grant: GrantPersona, thread_id: str, members: list[dict[str, Any]]) -> dict[str, Any]:
+    """Nylas' thread shape from its members (newest first, as stored); drafts are counted apart."""
+    sent = folders.folder_id(grant, folders.role_folder_name(grant.provider, "sent"))
+    draft = folders.folder_id(grant, folders.role_folder_name(grant.provider, "draft"))
+    drafts = [m for m in members if draft in m["folders"]]
+    messages = [m for m in members if draft not in m["folders"]]
+    outgoing = [m for m in messages if sent in m["folders"]]
+    incoming = [m for m in messages if sent not in m["folders"]]
+    participants: dict[str, dict[str, str]] = {}
+    for message in reversed(members):
+        for name in ("from", "to", "cc", "bcc"):
+            for person in message.get(name, []):
+                participants.setdefault(person["email"].lower(), dict(person))
+    latest = members[0]
+    thread: dict[str, Any] = {
+        "grant_id": grant.grant_id,
+        "id": thread_id,
+        "object": "thread",
+        "latest_draft_or_message": {key: value for key, value in latest.items() if key != "headers"},
+        "has_attachments": any(m["attachments"] for m in members),
+        "has_drafts": bool(drafts),
+        "earliest_message_date": min(m["date"] for m in members),
+        "participants": list(participants.values()),
+        "snippet": latest["snippet"],
+        "starred": any(m["starred"] for m in members),
+        "subject": members[-1]["subject"],
+        "unread": any(m["unread"] for m in members),
+        "message_ids": [m["id"] for m in messages],
+        "draft_ids": [m["id"] for m in drafts],
+        "folders": sorted({f for m in members for f in m["folders"]}),
+    }
+    if incoming:
+        thread["latest_message_received_date"] = max(m["date"] for m in incoming)
+    if outgoing:
+        thread["latest_message_sent_date"] = max(m["date"] for m in outgoing)
+    return thread

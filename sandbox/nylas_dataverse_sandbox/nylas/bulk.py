@@ -101,6 +101,10 @@ class BulkDay:
     def date_at(self, index: int) -> int:
         return self._day_end - 1 - (index * 86_400) // self.count
 
+    def created_at_at(self, index: int) -> int:
+        """When Nylas synced message ``index``: 2 to 61 seconds after its ``date``."""
+        return self.date_at(index) + 2 + index % 60
+
     def id_at(self, index: int) -> str:
         if self.grant.provider == "google":
             return ids.google_bulk_id(self.date_at(index), self.source_no, index)
@@ -219,7 +223,7 @@ class BulkDay:
             "bcc": [],
             "reply_to": [],
             "date": date,
-            "created_at": date + 2 + index % 60,
+            "created_at": self.created_at_at(index),
             "unread": unread,
             "starred": False,
             "folders": folders.message_folders(

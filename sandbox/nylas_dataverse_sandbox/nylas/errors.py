@@ -5,6 +5,12 @@ Every JSON error leaves through :func:`error_response` as Nylas' envelope
 contract's examples, unprefixed). The one exception is :class:`GatewayHtmlError`: a real gateway in
 front of Nylas answers 502 with an HTML page, which clients that call ``response.json()`` first (the
 Python SDK does) trip over.
+
+A rejected API key and an expired grant are both 401s but never look alike: the key answers
+``token.unauthorized_access`` ("Bearer token invalid", as in the Nylas CLI's fixtures; 400 instead of
+401 with the ``bad_api_key_status`` switch, as the error-type catalogue lists it), the grant answers the
+contract's 401 example, ``unauthorized`` with the provider's own refusal in ``provider_error`` (or the
+catalogue's ``grant.refresh_token_invalid`` with the ``expired_grant_error`` switch).
 """
 
 from __future__ import annotations
@@ -14,12 +20,14 @@ from typing import Any, ClassVar
 
 from starlette.responses import JSONResponse, Response
 
+from nylas_dataverse_sandbox.personas import GrantPersona
+
 
 class NylasError(Exception):
     """Base class: one subclass per documented status; the class decides status, type and headers."""
 
-    status: ClassVar[int] = 500
-    error_type: ClassVar[str] = "api.internal_error"
+    status: int = 500  # an instance may override it (see InvalidApiKeyError)
+    error_type: str = "api.internal_error"
     default_message: ClassVar[str] = "Internal server error."
 
     def __init__(self, message: str | None = None, *, provider_error: dict[str, Any] | None = None) -> None:
@@ -43,14 +51,50 @@ class UnauthorizedError(NylasError):
     default_message = "Unauthorized"
 
 
-class GrantExpiredError(UnauthorizedError):
-    """An invalid grant answers 401 on data calls until the user re-authenticates."""
+class InvalidApiKeyError(NylasError):
+    """The application's API key is missing or wrong (never a grant problem)."""
 
-    def __init__(self, grant_id: str) -> None:
-        super().__init__(
-            f"Grant {grant_id} has expired: the user's credentials are no longer valid. "
-            "The user must re-authenticate before its data can be read."
-        )
+    error_type = "token.unauthorized_access"
+    default_message = "Bearer token invalid"
+
+    def __init__(self, message: str | None = None, *, status: int = 401) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+# What each provider says when the grant's token is refused; the Google one is the contract's example.
+_PROVIDER_REFUSALS: dict[str, dict[str, Any]] = {
+    "google": {
+        "code": 401,
+        "message": "Request had invalid authentication credentials. Expected OAuth 2 access token, login "
+        "cookie or other valid authentication credential.",
+    },
+    "microsoft": {
+        "code": "InvalidAuthenticationToken",
+        "message": "Access token has expired or is not yet valid.",
+    },
+    "imap": {"code": "AUTHENTICATIONFAILED", "message": "Invalid credentials (Failure)"},
+}
+
+
+class GrantExpiredError(UnauthorizedError):
+    """An invalid grant answers 401 on data calls until the user re-authenticates.
+
+    ``style="unauthorized"``: the contract's 401 example (``unauthorized``, "Unauthorized", the provider's
+    refusal in ``provider_error``); ``style="refresh_token_invalid"``: the error-type catalogue's
+    ``grant.refresh_token_invalid``, without a provider error.
+    """
+
+    def __init__(self, grant: GrantPersona, *, style: str = "unauthorized") -> None:
+        if style == "refresh_token_invalid":
+            super().__init__(
+                f"Grant {grant.grant_id} is not valid: its refresh token was rejected. "
+                "The user must re-authenticate the grant."
+            )
+            self.error_type = "grant.refresh_token_invalid"
+        else:
+            super().__init__("Unauthorized", provider_error=dict(_PROVIDER_REFUSALS[grant.provider]))
+        self.grant_id = grant.grant_id
 
 
 class NotFoundError(NylasError):
@@ -70,12 +114,23 @@ class RateLimitError(NylasError):
     error_type = "rate_limit_error"
     default_message = "Too many requests, please try again shortly."
 
-    def __init__(self, retry_after_s: float) -> None:
+    def __init__(self, retry_after_s: float | None) -> None:
+        """``retry_after_s=None``: no ``Retry-After`` header (Nylas documents it only for Microsoft/EWS)."""
         super().__init__()
         self.retry_after_s = retry_after_s
 
     def headers(self) -> dict[str, str]:
+        if self.retry_after_s is None:
+            return {}
         return {"Retry-After": format_retry_after(self.retry_after_s)}
+
+
+class CursorExpiredError(InvalidRequestError):
+    """A ``page_token`` past its lifetime (the ``cursor_ttl_s`` switch) or from before ``expire_cursors``."""
+
+    default_message = (
+        "page_token has expired: cursors are short-lived; start the listing again without page_token"
+    )
 
 
 class ProviderTimeoutError(NylasError):

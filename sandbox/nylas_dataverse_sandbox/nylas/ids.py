@@ -180,9 +180,10 @@ def imap_thread_id(grant_id: str, thread_key: str) -> str:
 
 
 def attachment_id(
-    provider: str, grant_id: str, message_key: str, filename: str, content_type: str, size: int
+    provider: str, grant_id: str, message_key: str, filename: str, content_type: str, size: int, part: int = 0
 ) -> str:
-    raw = digest("attachment", grant_id, message_key, filename)
+    """``part`` is the attachment's position in its message (two parts may share a file name)."""
+    raw = digest("attachment", grant_id, message_key, filename, *((part,) if part else ()))
     if provider == "google":
         return "ANGjdJ" + base64.urlsafe_b64encode(_stretch(raw, 90)).decode().rstrip("=")
     if provider == "microsoft":

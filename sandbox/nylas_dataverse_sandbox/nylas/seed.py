@@ -8,9 +8,12 @@ and bob's Inbox with the same ``Message-ID`` header and two different Nylas ids,
 Per grant and day there are threads with customers (``In-Reply-To``/``References``, some continuing
 on later days), replies and new outbound mail, mail from accounts' shared addresses, leads, unknown
 senders, newsletters (``List-Unsubscribe``, ``Precedence: bulk``), automated no-reply mail,
-internal-only mail, a draft, spam, trash and a message without a ``Message-ID``. On the second day
-alice's mailbox also holds the edge cases: a 2 MB body, a 900-character subject, non-ASCII names and
-subjects, a subject left RFC 2047-encoded, 60 recipients and a body with ``<script>``/``onclick``.
+internal-only mail, a draft, spam, trash, a message without a ``Message-ID``, and customer mail at
+exactly 00:00:00 and 23:59:59 UTC (the bounds of a day's time filter). On the second day alice's
+mailbox also holds the edge cases: a 2 MB body, a 900-character subject, non-ASCII names and subjects,
+a subject left RFC 2047-encoded, 60 recipients and a body with ``<script>``/``onclick``; the three
+mailboxes share an attachment mix (inline image, duplicate file names, 25 MB, ``.exe``), and there are
+replies whose parent is only in another grant's mailbox or in none.
 
 Generation is driven by ``random.Random`` seeded with fixed strings (string seeds are hashed with
 SHA-512, independent of ``PYTHONHASHSEED``), and ids by SHA-256, so every machine gets the same data.
@@ -18,8 +21,10 @@ SHA-512, independent of ``PYTHONHASHSEED``), and ids by SHA-256, so every machin
 ``SeedMessage.kind`` names the correspondent: ``contact``, ``account``, ``lead``, ``unknown``,
 ``newsletter``, ``automated``, ``internal``, ``spam``, ``cross_grant``, ``no_message_id``, and for the
 edge cases ``large_body``, ``long_subject``, ``non_ascii``, ``encoded_subject``, ``many_recipients``,
-``script_body``. ``SeedMessage.role`` is the mailbox role: ``inbox``, ``archive``, ``sent``, ``draft``,
-``spam``, ``trash``.
+``script_body``, ``day_start``, ``day_end``, ``attachments_inline``, ``attachments_many``,
+``attachments_large``, ``attachments_blocked``, ``reply_cross_grant``, ``reply_orphan``.
+``SeedMessage.role`` is the mailbox role: ``inbox``, ``archive``, ``sent``, ``draft``, ``spam``,
+``trash``.
 """
 
 from __future__ import annotations
@@ -131,6 +136,11 @@ class _Attachment:
     filename: str
     content_type: str
     size: int
+    content_id: str | None = None  # inline parts only, without angle brackets
+
+    @property
+    def is_inline(self) -> bool:
+        return self.content_id is not None
 
 
 @dataclass
@@ -1067,6 +1077,231 @@ def _large_report_body(rng: random.Random) -> str:
     return head + "".join(rows) + tail
 
 
+# The window's edges, attachments, and replies whose parent is elsewhere ---------------------------------
+
+
+def _day_edges(b: _DayBuilder, owner: _Owner) -> None:
+    """Customer mail at exactly 00:00:00 and 23:59:59 UTC, in every mailbox on every day.
+
+    Both sit on the bounds a day's ``received_after``/``received_before`` filter compares, and the
+    23:59:59 one was synced (``created_at``) after midnight, so it belongs to the next day when the
+    filter compares that timestamp instead of ``date``.
+    """
+    rng = random.Random(f"{SEED_VERSION}:edges:{b.day.isoformat()}:{owner.grant.key}")
+    people = [(p, a) for p, a in personas.CONTACTS if not p.key.startswith("team")]
+    for kind, when in (("day_start", b.day_start), ("day_end", b.day_end - 1)):
+        person, account_key = rng.choice(people)
+        account = _ACCOUNT_BY_KEY[account_key]
+        contact = content.person_party(person)
+        subject = content.fill_topic(rng.choice(content.TOPICS_EN), rng, account.name)
+        header, mid = b.new_id(contact, when)
+        html_body, _ = b.body(contact, person, owner.person, owner.party, "en", account.name)
+        key = b.key(owner.grant.key, kind)
+        b.add(
+            _Email(
+                key=key,
+                kind=kind,
+                sender=contact,
+                to=(owner.party,),
+                subject=subject,
+                date=when,
+                body=html_body,
+                thread_key=key,
+                message_id=mid,
+                message_id_header=header,
+                unread=True,
+                important=True,
+            )
+        )
+
+
+LARGE_ATTACHMENT_BYTES = 25 * 1024 * 1024
+_INLINE_CID = "image001.png@01DB4A2C.7E3F9B10"
+
+
+def _attachment_mix(b: _DayBuilder, owners: dict[str, _Owner]) -> None:
+    """Inline images, duplicate file names, a 25 MB video and an executable, across the three providers.
+
+    Gmail refuses executables, so the ``.exe`` only reaches the Microsoft and IMAP mailboxes.
+    """
+    contacts = {p.key: p for p, _ in personas.CONTACTS}
+    alice, bob, carol = owners["alice"], owners["bob"], owners["carol"]
+
+    def send(
+        kind: str,
+        sender: Party,
+        person: personas.Person | None,
+        company: str,
+        to: tuple[_Owner, ...],
+        subject: str,
+        attachments: tuple[_Attachment, ...],
+        when: int,
+        extra_html: str = "",
+    ) -> None:
+        header, mid = b.new_id(sender, when)
+        html_body, _ = b.body(sender, person, to[0].person, to[0].party, "en", company)
+        key = b.key(to[0].grant.key, kind)
+        b.add(
+            _Email(
+                key=key,
+                kind=kind,
+                sender=sender,
+                to=(to[0].party,),
+                cc=tuple(owner.party for owner in to[1:]),
+                subject=subject,
+                date=when,
+                body=html_body.replace("</p>", f"</p>{extra_html}", 1) if extra_html else html_body,
+                thread_key=key,
+                message_id=mid,
+                message_id_header=header,
+                attachments=attachments,
+                unread=True,
+                important=True,
+            )
+        )
+
+    jonas = contacts["jonas"]
+    send(
+        "attachments_inline",
+        content.person_party(jonas),
+        jonas,
+        "Fabrikam, Inc.",
+        (alice, carol),
+        "Angebot 2026-118 mit Logo-Freigabe",
+        (
+            _Attachment("image001.png", 'image/png; name="image001.png"', 6_842, content_id=_INLINE_CID),
+            _Attachment("Angebot_2026-118.pdf", "application/pdf", 214_377),
+        ),
+        b.at(15.0, 15.5),
+        extra_html=f'<p><img src="cid:{_INLINE_CID}" width="120" height="40" alt="Fabrikam"></p>',
+    )
+    priya = contacts["priya"]
+    send(
+        "attachments_many",
+        content.person_party(priya),
+        priya,
+        "Northwind Traders",
+        (bob, alice),
+        "Signed documents for the Northwind rollout",
+        (
+            _Attachment("scan.pdf", "application/pdf", 182_113),
+            _Attachment("scan.pdf", "application/pdf", 97_420),
+            _Attachment(
+                "Pricing_Q1.xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", 48_731
+            ),
+            _Attachment(
+                "Contract_draft.docx",
+                "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+                73_905,
+            ),
+            _Attachment("invite.ics", 'text/calendar; charset="UTF-8"; method=REQUEST', 2_504),
+        ),
+        b.at(15.5, 16.0),
+    )
+    tom = contacts["tom"]
+    send(
+        "attachments_large",
+        content.person_party(tom),
+        tom,
+        "Northwind Traders",
+        (bob, alice),
+        "Site survey walkthrough (video)",
+        (_Attachment("Site_survey_walkthrough.mp4", "video/mp4", LARGE_ATTACHMENT_BYTES),),
+        b.at(16.0, 16.5),
+    )
+    stranger = Party("Accounts Payable", personas.UNKNOWN_SENDERS[0])
+    send(
+        "attachments_blocked",
+        stranger,
+        None,
+        "",
+        (bob, carol),
+        "Outstanding invoice 88213 – payment tool attached",
+        (
+            _Attachment("Invoice_88213.exe", "application/x-msdownload", 1_204_224),
+            _Attachment("Invoice_88213.pdf", "application/pdf", 41_992),
+        ),
+        b.at(16.5, 17.0),
+    )
+
+
+def _replies_across_mailboxes(b: _DayBuilder, owners: dict[str, _Owner]) -> None:
+    """A reply whose parent is only in another grant's mailbox, and one whose parent is in none."""
+    contacts = {p.key: p for p, _ in personas.CONTACTS}
+    bob, carol, alice = owners["bob"], owners["carol"], owners["alice"]
+
+    olga = contacts["olga"]
+    olga_party = content.person_party(olga)
+    sent_at = b.at(10.0, 11.0)
+    header, parent_mid = b.new_id(bob.party, sent_at)
+    html_body, text = b.body(bob.party, bob.person, olga, olga_party, "en", "Contoso Ltd.")
+    thread_key = b.key("bob", "reply-parent")
+    subject = "Tailspin Toys: revised delivery schedule"
+    b.add(
+        _Email(
+            key=thread_key,
+            kind="contact",
+            sender=bob.party,
+            to=(olga_party,),
+            subject=subject,
+            date=sent_at,
+            body=html_body,
+            thread_key=thread_key,
+            message_id=parent_mid,
+            message_id_header=header,
+        )
+    )
+    replied_at = b.later(sent_at, 1800, 3600)
+    header, reply_mid = b.new_id(olga_party, replied_at)
+    quoted = (_attribution(bob.party, sent_at), text)
+    html_body, _ = b.body(olga_party, olga, bob.person, bob.party, "en", "Tailspin Toys", quoted=quoted)
+    b.add(
+        _Email(
+            key=b.key("bob", "reply-cross-grant"),
+            kind="reply_cross_grant",
+            sender=olga_party,
+            to=(bob.party,),
+            cc=(carol.party,),  # carol joins the thread here: its first message is only in bob's mailbox
+            subject=_reply_subject(subject, "en"),
+            date=replied_at,
+            body=html_body,
+            thread_key=thread_key,
+            message_id=reply_mid,
+            message_id_header=header,
+            in_reply_to=parent_mid,
+            references=(parent_mid,),
+            unread=True,
+            important=True,
+        )
+    )
+
+    maria = contacts["maria"]
+    maria_party = content.person_party(maria)
+    colleague = Party("Lucas Fernández", "lucas.fernandez@fabrikam.example")  # not a contact, never cc'd us
+    _, orphan_mid = b.new_id(colleague, b.day_start - 86_400)
+    when = b.at(11.0, 12.0)
+    header, mid = b.new_id(maria_party, when)
+    html_body, _ = b.body(maria_party, maria, alice.person, alice.party, "en", "Fabrikam, Inc.")
+    key = b.key("alice", "reply-orphan")
+    b.add(
+        _Email(
+            key=key,
+            kind="reply_orphan",
+            sender=maria_party,
+            to=(alice.party,),
+            subject="Re: Fabrikam onboarding plan",
+            date=when,
+            body=html_body,
+            thread_key=key,
+            message_id=mid,
+            message_id_header=header,
+            in_reply_to=orphan_mid,
+            references=(orphan_mid,),
+            unread=True,
+        )
+    )
+
+
 # Into mailboxes --------------------------------------------------------------------------------------------
 
 
@@ -1177,22 +1412,33 @@ def _headers(email: _Email, grant: GrantPersona, role: str, *, as_api: bool = Tr
 
 def _attachments(email: _Email, grant: GrantPersona) -> list[dict[str, Any]]:
     out = []
-    for attachment in email.attachments:
+    for part, attachment in enumerate(email.attachments):
         content_type = attachment.content_type
         if grant.provider == "google" and not attachment.filename.isascii():
             content_type = ""  # Google cannot detect the type of non-ASCII file names
         item: dict[str, Any] = {
             "id": ids.attachment_id(
-                grant.provider, grant.grant_id, email.key, attachment.filename, content_type, attachment.size
+                grant.provider,
+                grant.grant_id,
+                email.key,
+                attachment.filename,
+                content_type,
+                attachment.size,
+                part,
             ),
             "grant_id": grant.grant_id,
             "filename": attachment.filename,
             "content_type": content_type,
             "size": attachment.size,
-            "is_inline": False,
+            "is_inline": attachment.is_inline,
         }
+        if attachment.content_id is not None:
+            # Graph reports the bare id; Gmail and IMAP pass the Content-ID header on, brackets included.
+            bare = grant.provider == "microsoft"
+            item["content_id"] = attachment.content_id if bare else f"<{attachment.content_id}>"
         if grant.provider != "microsoft":
-            item["content_disposition"] = f'attachment; filename="{attachment.filename}"'
+            disposition = "inline" if attachment.is_inline else "attachment"
+            item["content_disposition"] = f'{disposition}; filename="{attachment.filename}"'
         out.append(item)
     return out
 
@@ -1263,6 +1509,12 @@ def _build(start_day: dt.date, days: int) -> dict[str, tuple[SeedMessage, ...]]:
             _owner_day(builder, owner, owners, special and owner.grant.key == "alice")
         if special:
             _special_day(builder, owners["alice"], owners)
+        # Written after the mail above so that its random draws, and so its ids and texts, stay the same.
+        for owner in owners.values():
+            _day_edges(builder, owner)
+        if special:
+            _attachment_mix(builder, owners)
+            _replies_across_mailboxes(builder, owners)
         emails.extend(builder.emails)
     emails.sort(key=lambda email: (email.date, email.key))
     google_threads: dict[tuple[str, str], str] = {}

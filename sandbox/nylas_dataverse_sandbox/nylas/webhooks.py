@@ -10,6 +10,11 @@
   id stays the same and ``webhook_delivery_attempt`` counts up. Any other status ends delivery.
 - Challenge: ``GET <url>?challenge=<value>`` must answer 200 with exactly the value.
 
+For receiver tests, :meth:`WebhookSender.malformed_body` builds correctly signed bodies that a parser
+must survive (``MALFORMED_KINDS``): JSON with a lone surrogate escape (``\\ud83d``), bytes that are not
+UTF-8, 200,000 levels of nesting, and a body of more than 1 MB cut off mid-JSON;
+:meth:`WebhookSender.deliver_raw` sends any bytes signed, with the same retry rules.
+
 Uses only the standard library (``urllib``), so the sandbox needs no HTTP client package.
 """
 
@@ -37,6 +42,9 @@ RETRYABLE_STATUSES = frozenset({408, 429, 502, 503, 504, 507})
 MAX_ATTEMPTS = 3
 TRUNCATE_OVER_BYTES = 1_000_000
 GRANT_EXPIRED_CODE = 25009
+MALFORMED_KINDS = ("lone_surrogate", "invalid_utf8", "deep_nesting", "cut_off")
+DEEP_NESTING_LEVELS = 200_000
+_MARK = "@@nylas-sandbox-defect@@"
 _SOURCES = {
     "google": "/google/emails/realtime",
     "microsoft": "/microsoft/emails/realtime",
@@ -151,6 +159,42 @@ class WebhookSender:
         raw = encode_json(notification)
         return gzip_module.compress(raw, mtime=0) if gzip else raw
 
+    def malformed_body(self, kind: str, message: dict[str, Any]) -> bytes:
+        """The raw bytes of a ``message.created`` notification for ``message`` with one defect.
+
+        - ``lone_surrogate``: the subject ends in the escape ``\\ud83d``, half of an emoji's surrogate pair
+          (valid JSON syntax; a decoder that re-encodes the string as UTF-8 fails).
+        - ``invalid_utf8``: the subject holds the bytes ``C3 28`` and ``FF FE``, which no UTF-8 decoder
+          accepts.
+        - ``deep_nesting``: ``metadata.key1`` is an array nested 200,000 levels deep (recursive parsers
+          overflow their stack).
+        - ``cut_off``: the notification, its body padded past 1 MB, cut off 1,024 bytes after the
+          1 MB mark, in the middle of the body string (not JSON at all).
+        """
+        if kind not in MALFORMED_KINDS:
+            raise ValueError(f"malformed kind must be one of {', '.join(MALFORMED_KINDS)}; got {kind!r}")
+        obj = {key: value for key, value in message.items() if key not in ("headers", "raw_mime")}
+        if kind in ("lone_surrogate", "invalid_utf8"):
+            obj["subject"] = f"{obj.get('subject', '')} {_MARK}"
+        elif kind == "deep_nesting":
+            obj["metadata"] = {**obj.get("metadata", {}), "key1": _MARK}
+        else:
+            body = str(obj.get("body", ""))
+            obj["body"] = body + "<p>" + "Lorem ipsum dolor sit amet. " * (1_100_000 // 28) + "</p>"
+        notification = self.build_notification(obj, notification_id=None)
+        if kind == "cut_off":
+            # build_notification drops the body of payloads over 1 MB; this one keeps it, then is cut.
+            notification["type"] = "message.created"
+            notification["data"]["object"]["body"] = obj["body"]
+            return encode_json(notification)[: TRUNCATE_OVER_BYTES + 1024]
+        raw = encode_json(notification)
+        if kind == "lone_surrogate":
+            return raw.replace(_MARK.encode(), b"\\ud83d")
+        if kind == "invalid_utf8":
+            return raw.replace(_MARK.encode(), b"\xc3\x28 \xff\xfe")
+        nested = b"[" * DEEP_NESTING_LEVELS + b"]" * DEEP_NESTING_LEVELS
+        return raw.replace(json.dumps(_MARK).encode(), nested)
+
     # Sending ----------------------------------------------------------------------------------------------
 
     def _post(self, url: str, body: bytes, headers: dict[str, str], timeout: float) -> int:
@@ -175,15 +219,53 @@ class WebhookSender:
         timeout: float = 10,
     ) -> DeliveryResult:
         """POST the notification, retrying like Nylas; each attempt is re-encoded with its attempt number."""
+
+        def body_of(attempt: int) -> bytes:
+            payload = copy.copy(notification)
+            payload["webhook_delivery_attempt"] = attempt
+            return self.encode(payload, gzip=gzip)
+
+        return self._deliver(
+            url,
+            body_of,
+            gzip=gzip,
+            bad_signature=bad_signature,
+            timeout=timeout,
+            notification_id=str(notification.get("id", "")),
+        )
+
+    def deliver_raw(
+        self,
+        url: str,
+        body: bytes,
+        *,
+        gzip: bool = False,
+        bad_signature: bool = False,
+        timeout: float = 10,
+    ) -> DeliveryResult:
+        """POST exactly these bytes (gzip-compressed if asked), signed, retrying like Nylas."""
+        wire = gzip_module.compress(body, mtime=0) if gzip else body
+        return self._deliver(
+            url, lambda attempt: wire, gzip=gzip, bad_signature=bad_signature, timeout=timeout
+        )
+
+    def _deliver(
+        self,
+        url: str,
+        body_of: Callable[[int], bytes],
+        *,
+        gzip: bool,
+        bad_signature: bool,
+        timeout: float,
+        notification_id: str = "",
+    ) -> DeliveryResult:
         started = time.monotonic()
         statuses: list[int] = []
         for attempt in range(1, MAX_ATTEMPTS + 1):
             if attempt > 1:
                 delays = self.retry_delays_s
                 self.sleep(delays[min(attempt - 2, len(delays) - 1)] if delays else 0)
-            payload = copy.copy(notification)
-            payload["webhook_delivery_attempt"] = attempt
-            body = self.encode(payload, gzip=gzip)
+            body = body_of(attempt)
             signature = self.sign(body)
             if bad_signature:
                 signature = hmac.new(b"not-the-webhook-secret", body, hashlib.sha256).hexdigest()
@@ -203,7 +285,7 @@ class WebhookSender:
             attempts=len(statuses),
             elapsed_s=time.monotonic() - started,
             statuses=tuple(statuses),
-            notification_id=str(notification.get("id", "")),
+            notification_id=notification_id,
         )
 
     def challenge(self, url: str, *, timeout: float = 10) -> bool:

@@ -22,10 +22,12 @@ from nylas_dataverse_sandbox.tls import TlsFiles, generate_tls
 
 START_DAY = seed.DEFAULT_START_DAY
 DAYS = seed.DEFAULT_DAYS
-# The contract lives next to the repository, in the shared reference data.
-OPENAPI = (
-    Path(__file__).resolve().parents[3].parent
-    / "shared/reference/data/nylas-openapi/nylas-v3-unified-2026-08.openapi.yml"
+# The contract lives next to the repository, in the shared reference data (the checkout may be a
+# worktree one level further down, so every ancestor is tried).
+_CONTRACT = "shared/reference/data/nylas-openapi/nylas-v3-unified-2026-08.openapi.yml"
+OPENAPI = next(
+    (folder / _CONTRACT for folder in Path(__file__).resolve().parents if (folder / _CONTRACT).exists()),
+    Path(__file__).resolve().parents[3].parent / _CONTRACT,
 )
 
 

@@ -59,7 +59,7 @@ def test_missing_or_wrong_api_key_is_a_401_envelope(
     headers = {"Authorization": authorization} if authorization else {}
     response = api.get(f"/v3/grants/{alice.grant_id}/messages", api_key="", headers=headers)
 
-    assert "API key" in _error(response, 401, "unauthorized")
+    assert "Bearer token" in _error(response, 401, "token.unauthorized_access")
 
 
 def test_unknown_grant_is_404(api: NylasApi) -> None:
@@ -72,7 +72,7 @@ def test_expired_grant_answers_401_on_data_calls_and_reports_invalid_status(api:
     dave = personas.grant_by_key("dave")
 
     for path in ("/messages", "/folders", "/messages/anything"):
-        assert "expired" in _error(api.get(f"/v3/grants/{dave.grant_id}{path}"), 401, "unauthorized")
+        assert _error(api.get(f"/v3/grants/{dave.grant_id}{path}"), 401, "unauthorized") == "Unauthorized"
     grant = api.get(f"/v3/grants/{dave.grant_id}")
     assert grant.status_code == 200
     assert grant.json()["data"]["grant_status"] == "invalid"
@@ -133,25 +133,6 @@ def test_a_cursor_is_refused_with_other_filters_another_grant_or_when_garbled(
     assert "different query" in _error(other_grant, 400, "invalid_request_error")
     assert "page_token" in _error(garbled, 400, "invalid_request_error")
     assert other_limit.status_code == 200
-
-
-def test_received_after_is_inclusive_and_received_before_exclusive(
-    api: NylasApi, carol: personas.GrantPersona
-) -> None:
-    target = seed.seed_messages(START_DAY, DAYS, "carol", START_DAY)[3].message
-    path = f"/v3/grants/{carol.grant_id}/messages"
-
-    after = api.get(path, {"received_after": target["date"], "limit": 200, "select": "id,date"}).json()[
-        "data"
-    ]
-    before = api.get(path, {"received_before": target["date"], "limit": 200, "select": "id,date"}).json()[
-        "data"
-    ]
-
-    assert target["id"] in {m["id"] for m in after}
-    assert target["id"] not in {m["id"] for m in before}
-    assert all(m["date"] >= target["date"] for m in after)
-    assert all(m["date"] < target["date"] for m in before)
 
 
 def test_a_day_window_returns_that_days_mail(api: NylasApi, bob: personas.GrantPersona) -> None:

@@ -101,11 +101,19 @@ def test_the_sdk_sees_errors_as_nylas_api_errors(
         client.messages.list(dave.grant_id)
     with pytest.raises(NylasApiError) as missing:
         client.messages.find(alice.grant_id, "0000000000000000")
+    with pytest.raises(NylasApiError) as bad_key:
+        nylas.Client("not-the-key", api_uri=client.api_uri).messages.list(alice.grant_id)
     nylas_backend.set_faults({"rate_limit_every": 1, "retry_after_s": 3})
     with pytest.raises(NylasApiError) as limited:
-        client.messages.list(alice.grant_id)
+        client.messages.list(personas.grant_by_key("bob").grant_id)
 
     assert (expired.value.status_code, expired.value.type) == (401, "unauthorized")
+    assert expired.value.provider_error == {
+        "code": 401,
+        "message": "Request had invalid authentication credentials. Expected OAuth 2 access token, login "
+        "cookie or other valid authentication credential.",
+    }
+    assert (bad_key.value.status_code, bad_key.value.type) == (401, "token.unauthorized_access")
     assert (missing.value.status_code, missing.value.type) == (404, "not_found_error")
     assert (limited.value.status_code, limited.value.type) == (429, "rate_limit_error")
     assert limited.value.headers["retry-after"] == "3"

@@ -9,7 +9,7 @@ import hmac
 import json
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
@@ -290,3 +290,131 @@ def test_the_admin_route_runs_the_challenge(api: NylasApi, receiver: Receiver) -
     response = api.admin("POST", "/_sandbox/webhooks/challenge", {"url": receiver.url})
 
     assert response.json()["data"] == {"verified": True}
+
+
+# Bodies a receiver must survive -------------------------------------------------------------------------
+
+
+def _has_lone_surrogate(body: bytes) -> bool:
+    try:
+        subject = json.loads(body)["data"]["object"]["subject"]
+    except (ValueError, RecursionError):
+        return False
+    try:
+        subject.encode("utf-8")
+    except UnicodeEncodeError:
+        return bool(subject.endswith("\ud83d"))
+    return False
+
+
+def _is_not_utf8(body: bytes) -> bool:
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
+def _nests_too_deep(body: bytes) -> bool:
+    try:
+        json.loads(body)
+    except RecursionError:
+        return b"[" * WEBHOOK_DEPTH in body
+    except ValueError:
+        return False
+    return False
+
+
+def _cut_off_past_1_mb(body: bytes) -> bool:
+    try:
+        json.loads(body)
+    except json.JSONDecodeError:
+        return len(body) > 1_000_000 and body.startswith(b'{"specversion":"1.0"')
+    except (ValueError, RecursionError):
+        return False
+    return False
+
+
+WEBHOOK_DEPTH = 200_000
+DEFECTS: dict[str, Callable[[bytes], bool]] = {
+    "lone_surrogate": _has_lone_surrogate,
+    "invalid_utf8": _is_not_utf8,
+    "deep_nesting": _nests_too_deep,
+    "cut_off": _cut_off_past_1_mb,
+}
+
+
+@pytest.mark.parametrize("kind", sorted(DEFECTS))
+def test_malformed_bodies_are_signed_and_carry_their_defect(
+    sender: WebhookSender, receiver: Receiver, kind: str
+) -> None:
+    receiver.statuses = [503]
+    body = sender.malformed_body(kind, _message("alice"))
+
+    result = sender.deliver_raw(receiver.url, body)
+
+    assert (result.status, result.attempts) == (200, 2)
+    assert [d.body for d in receiver.deliveries] == [body, body]
+    assert all(_signed_by(SECRET, d) for d in receiver.deliveries)
+    assert DEFECTS[kind](body)
+    assert not any(check(body) for other, check in DEFECTS.items() if other != kind)
+
+
+def test_malformed_bodies_can_be_gzipped_and_unknown_kinds_are_refused(
+    sender: WebhookSender, receiver: Receiver
+) -> None:
+    body = sender.malformed_body("invalid_utf8", _message("bob"))
+
+    sender.deliver_raw(receiver.url, body, gzip=True)
+
+    [delivery] = receiver.deliveries
+    assert delivery.headers["content-encoding"] == "gzip"
+    assert gzip.decompress(delivery.body) == body
+    assert _signed_by(SECRET, delivery)
+    with pytest.raises(ValueError, match="lone_surrogate"):
+        sender.malformed_body("broken", _message("bob"))
+
+
+@pytest.mark.parametrize("kind", sorted(DEFECTS))
+def test_the_admin_route_delivers_malformed_bodies(api: NylasApi, receiver: Receiver, kind: str) -> None:
+    response = api.admin(
+        "POST",
+        "/_sandbox/webhooks/deliver",
+        {"url": receiver.url, "grant": "carol", "day": START_DAY.isoformat(), "malformed": kind},
+    )
+
+    data = response.json()["data"]
+    [delivery] = receiver.deliveries
+    assert data["malformed"] == kind
+    assert data["bytes"] == len(delivery.body)
+    assert data["deliveries"][0]["status"] == 200
+    assert DEFECTS[kind](delivery.body)
+    assert _signed_by(personas.WEBHOOK_SECRET, delivery)
+
+
+def test_the_admin_route_sends_grant_expired_and_truncates_mail_over_1_mb(
+    api: NylasApi, receiver: Receiver
+) -> None:
+    large = next(s.message for s in seed.mailboxes(START_DAY, DAYS)["alice"] if s.kind == "large_body")
+    bad_kind = api.admin(
+        "POST", "/_sandbox/webhooks/deliver", {"url": receiver.url, "grant": "alice", "malformed": "odd"}
+    )
+
+    expired = api.admin(
+        "POST", "/_sandbox/webhooks/deliver", {"url": receiver.url, "grant": "dave", "type": "grant.expired"}
+    )
+    truncated = api.admin(
+        "POST",
+        "/_sandbox/webhooks/deliver",
+        {"url": receiver.url, "grant": "alice", "message_id": large["id"]},
+    )
+
+    assert bad_kind.status_code == 400
+    assert expired.json()["data"]["type"] == "grant.expired"
+    assert truncated.json()["data"]["type"] == "message.created.truncated"
+    grant_note, message_note = (d.json() for d in receiver.deliveries)
+    assert grant_note["data"]["object"]["grant_id"] == personas.grant_by_key("dave").grant_id
+    assert grant_note["data"]["object"]["code"] == 25009
+    assert message_note["data"]["object"]["id"] == large["id"]
+    assert "body" not in message_note["data"]["object"]
+    assert len(receiver.deliveries[1].body) < 1_000_000 < len(large["body"].encode())
