@@ -1,7 +1,7 @@
 """Reading hook settings from an Airflow connection: base URLs and declared extras.
 
-Hooks never look at ``conn_type`` (Airflow's CLI stores a type no installed provider registers as ``generic``);
-they read the fields and the extras declared in ``provider_info.py`` and refuse anything else.
+Hooks never look at ``conn_type`` (Airflow's CLI stores a type no installed provider registers as
+``generic``); they read the fields and the extras declared in ``provider_info.py`` and refuse the rest.
 """
 
 from __future__ import annotations

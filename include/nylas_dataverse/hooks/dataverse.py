@@ -559,7 +559,9 @@ class DataverseHook(RetryingServiceHook[DataverseSettings]):
                 response.close()
                 fresh_refusals = fresh_refusals + 1 if fresh else 0
                 if fresh_refusals < MAX_FRESH_REFUSALS and refreshes < MAX_TOKEN_REFRESHES:
-                    log.info("Dataverse answered 401 to %s; dropping the cached token and sending again", describe)
+                    log.info(
+                        "Dataverse answered 401 to %s; dropping the cached token and sending again", describe
+                    )
                     self._drop_token(token)
                     refreshes += 1
                     continue
