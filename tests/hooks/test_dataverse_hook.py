@@ -224,6 +224,20 @@ def test_a_next_link_to_another_host_is_refused(
     assert len(dataverse.api_calls()) == 1
 
 
+def test_a_next_link_back_to_a_page_already_read_ends_the_query(
+    dataverse: DataverseEnv, make_dataverse_hook: MakeHook
+) -> None:
+    first = f"{dataverse.api}contacts"
+    second = f"{dataverse.api}contacts?$skiptoken=2"
+    dataverse.issue_token("token-1")
+    dataverse.rsps.get(first, json={"value": [{"contactid": "1"}], "@odata.nextLink": second})
+    dataverse.rsps.get(second, json={"value": [{"contactid": "2"}], "@odata.nextLink": first})
+
+    with pytest.raises(DataverseError, match="already read"):
+        list(make_dataverse_hook().query("contacts"))
+    assert len(dataverse.api_calls()) == 2
+
+
 def test_query_in_for_1000_addresses_finds_each_once_with_every_url_under_the_limit(
     dataverse: DataverseEnv, make_dataverse_hook: MakeHook
 ) -> None:

@@ -254,7 +254,7 @@ def test_retry_after_http_date_is_obeyed(
     assert fake_time.sleeps == [12.0]
 
 
-def test_502_with_an_html_body_is_retried_with_backoff_then_succeeds(
+def test_502_with_an_html_body_is_retried_with_backoff_and_a_504_asks_for_a_smaller_page(
     rsps: responses.RequestsMock, make_nylas_hook: MakeHook, fake_time: FakeTime, messages_url: str
 ) -> None:
     html = "<html><body><h1>502 Bad Gateway</h1></body></html>"
@@ -263,14 +263,69 @@ def test_502_with_an_html_body_is_retried_with_backoff_then_succeeds(
     rsps.get(messages_url, json=page(range(0, 2)))
 
     hook = make_nylas_hook()
-    messages = list(hook.iter_messages(GRANT, received_after=AFTER, received_before=BEFORE))
+    messages = list(hook.iter_messages(GRANT, received_after=AFTER, received_before=BEFORE, page_size=200))
 
     assert [m["id"] for m in messages] == ["m0", "m1"]
     policy = hook.retry_policy
-    assert len(fake_time.sleeps) == 2
+    assert len(fake_time.sleeps) == 1  # the 502 waits; the 504 is answered with a smaller page at once
     assert 0 <= fake_time.sleeps[0] <= policy.base_delay_s
-    assert 0 <= fake_time.sleeps[1] <= 2 * policy.base_delay_s
-    assert (hook.request_count, hook.retry_count, hook.throttled_count) == (3, 2, 0)
+    assert [sent_query(call)["limit"] for call in rsps.calls] == [["200"], ["200"], ["100"]]
+    assert (hook.request_count, hook.retry_count, hook.throttled_count) == (3, 1, 0)
+
+
+def test_pages_shrink_on_504s_down_to_a_floor_then_grow_back(
+    rsps: responses.RequestsMock, make_nylas_hook: MakeHook, fake_time: FakeTime, messages_url: str
+) -> None:
+    timeout = error_body("provider_error", "Provider request timed out.")
+    for _ in range(5):  # 200 -> 100 -> 50 -> 25 -> 12 -> 10
+        rsps.get(messages_url, status=504, json=timeout)
+    for n in range(6):
+        rsps.get(messages_url, json=page(range(n, n + 1), next_cursor=f"c{n}"))
+    rsps.get(messages_url, json=page(range(6, 7)))
+
+    messages = list(
+        make_nylas_hook().iter_messages(GRANT, received_after=AFTER, received_before=BEFORE, page_size=200)
+    )
+
+    assert len(messages) == 7
+    limits = [int(sent_query(call)["limit"][0]) for call in rsps.calls]
+    assert limits[:6] == [200, 100, 50, 25, 12, 10]
+    assert limits[6:] == [10, 10, 10, 10, 20, 20]  # after 5 good pages the size doubles again
+    assert fake_time.sleeps == []
+
+
+@pytest.mark.parametrize("cursors", [["A", "B", "A"], ["A", "A"]], ids=["cycle", "repeat"])
+def test_a_cursor_that_comes_back_ends_the_walk_with_a_clear_error(
+    rsps: responses.RequestsMock, make_nylas_hook: MakeHook, messages_url: str, cursors: list[str]
+) -> None:
+    for n, cursor in enumerate(cursors):
+        rsps.get(messages_url, json=page(range(n, n + 1), next_cursor=cursor))
+    rsps.get(messages_url, json=page(range(9, 10), next_cursor="B"))
+
+    with pytest.raises(NylasError, match="already given in this walk"):
+        list(
+            make_nylas_hook().iter_messages(
+                GRANT, received_after=AFTER, received_before=BEFORE, page_size=200
+            )
+        )
+
+    assert len(rsps.calls) <= len(cursors) + 1
+
+
+def test_an_expired_cursor_restarts_the_walk_once(
+    rsps: responses.RequestsMock, make_nylas_hook: MakeHook, messages_url: str
+) -> None:
+    rsps.get(messages_url, json=page(range(0, 2), next_cursor="c1"))
+    rsps.get(messages_url, status=400, json=error_body("invalid_request_error", "page_token has expired"))
+    rsps.get(messages_url, json=page(range(0, 2), next_cursor="c1b"))
+    rsps.get(messages_url, json=page(range(2, 3)))
+
+    ids = [
+        m["id"] for m in make_nylas_hook().iter_messages(GRANT, received_after=AFTER, received_before=BEFORE)
+    ]
+
+    assert ids == ["m0", "m1", "m0", "m1", "m2"]  # callers drop what they saw (extract does, by id)
+    assert "page_token" not in sent_query(rsps.calls[2])
 
 
 def test_persistent_502_html_gives_up_after_max_attempts_with_a_transient_error(

@@ -137,6 +137,7 @@ def send_with_retry(
     rng: random.Random,
     retry_timeouts: bool = True,
     budget: RetryBudget | None = None,
+    retry_statuses: frozenset[int] = RETRYABLE_STATUSES,
 ) -> requests.Response:
     """Call ``send`` until it returns a non-retryable response, or raise ``give_up(...)``.
 
@@ -144,8 +145,9 @@ def send_with_retry(
     responses (2xx, 3xx, other 4xx) are returned for the caller to interpret. Exceptions from ``send``
     other than connection errors and timeouts propagate unchanged; so does a timeout when
     ``retry_timeouts`` is False (a caller that can make the request smaller should, instead of resending it).
-    ``budget`` lets a caller that calls this again for one logical request (after renewing a token) keep
-    one count of attempts and one time budget for all of it.
+    ``retry_statuses`` narrows which statuses are retried (a caller that answers a 504 with a smaller page
+    instead of the same request again leaves it out). ``budget`` lets a caller that calls this again for one
+    logical request (after renewing a token) keep one count of attempts and one time budget for all of it.
     """
     budget = budget or RetryBudget(started_at=clock())
     start = budget.started_at
@@ -171,7 +173,7 @@ def send_with_retry(
             exception = exc
             problem = f"failed with {type(exc).__name__}"
         else:
-            if response.status_code not in RETRYABLE_STATUSES:
+            if response.status_code not in retry_statuses:
                 return response
             if response.status_code == 429:
                 stats.count_throttled()

@@ -480,7 +480,9 @@ class DataverseHook(RetryingServiceHook[DataverseSettings]):
                 raise ValueError(f"page_size must be between 1 and {MAX_PAGE_SIZE}, got {page_size!r}")
             headers["Prefer"] = f"odata.maxpagesize={page_size}"
         next_url: str | None = url
+        followed: set[str] = set()
         while next_url:
+            followed.add(next_url)
             payload = _json_object(self._request("GET", next_url, headers=headers, what=what), what=what)
             rows = payload.get("value")
             if not isinstance(rows, list):
@@ -488,6 +490,11 @@ class DataverseHook(RetryingServiceHook[DataverseSettings]):
             yield from rows
             link = payload.get("@odata.nextLink")
             next_url = link if isinstance(link, str) and link else None
+            if next_url is not None and next_url in followed:
+                raise DataverseError(
+                    f"Dataverse's @odata.nextLink pointed at a page already read while {what}"
+                    f" (after {len(followed)} pages); stopping instead of reading it forever"
+                )
 
     def _request(
         self,

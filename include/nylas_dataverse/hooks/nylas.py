@@ -18,7 +18,7 @@ import requests
 
 from nylas_dataverse.hooks._base import RetryingServiceHook
 from nylas_dataverse.hooks._connection import normalize_base_url, number_extra, read_extras, required_text
-from nylas_dataverse.hooks._retry import GiveUp, RetryPolicy, send_with_retry
+from nylas_dataverse.hooks._retry import RETRYABLE_STATUSES, GiveUp, RetryPolicy, send_with_retry
 from nylas_dataverse.hooks.errors import (
     NylasApiKeyError,
     NylasBadRequestError,
@@ -31,6 +31,8 @@ from nylas_dataverse.hooks.errors import (
 log = logging.getLogger(__name__)
 
 QueryValue = str | int | bool
+MIN_PAGE_SIZE = 10
+PAGES_BEFORE_GROWING = 5
 
 
 @dataclass(frozen=True)
@@ -258,13 +260,52 @@ class NylasHook(RetryingServiceHook[NylasSettings]):
         what: str,
         grant_id: str | None,
     ) -> Iterator[tuple[list[dict[str, Any]], str | None, str | None]]:
-        """(items, next cursor or None, request id) per page, until the cursor is absent, null or empty."""
+        """(items, next cursor or None, request id) per page, until the cursor is absent, null or empty.
+
+        - A 504 (Nylas' answer to a page too slow to build, e.g. large pages with headers from Microsoft)
+          halves the page size and asks for the same page again, down to ``MIN_PAGE_SIZE``; after
+          ``PAGES_BEFORE_GROWING`` good pages the size doubles again, up to what was asked.
+        - A cursor Nylas gave before in this walk (A, B, A, B ... or a page pointing at itself) ends the walk
+          with an error instead of looping.
+        - A cursor Nylas refuses as expired restarts the walk from the first page, once: callers must drop
+          items they have already seen (extract does, by id).
+        """
         token = page_token
+        given: set[str] = set()
+        wanted = params.get("limit")
+        limit = wanted if isinstance(wanted, int) and not isinstance(wanted, bool) else None
+        good_pages = restarts = 0
         while True:
             query = dict(params)
+            if limit is not None:
+                query["limit"] = limit
             if token:
                 query["page_token"] = token
-            payload = self._get_json(path, params=query, what=what, grant_id=grant_id)
+            can_shrink = limit is not None and limit > MIN_PAGE_SIZE
+            try:
+                payload = self._get_json(
+                    path,
+                    params=query,
+                    what=what,
+                    grant_id=grant_id,
+                    retry_statuses=RETRYABLE_STATUSES - {504} if can_shrink else RETRYABLE_STATUSES,
+                )
+            except NylasError as exc:
+                if exc.status == 504 and can_shrink and limit is not None:
+                    limit = max(MIN_PAGE_SIZE, limit // 2)
+                    good_pages = 0
+                    log.warning(
+                        "Nylas timed out building a page while %s; asking for %d at a time", what, limit
+                    )
+                    continue
+                if token and restarts == 0 and _is_expired_cursor(exc):
+                    log.warning(
+                        "Nylas refused an expired cursor while %s; listing again from the start", what
+                    )
+                    token, restarts = page_token, 1
+                    given.clear()
+                    continue
+                raise
             data = payload.get("data")
             cursor = payload.get("next_cursor")
             if not isinstance(data, list) or not (cursor is None or isinstance(cursor, str)):
@@ -273,11 +314,22 @@ class NylasHook(RetryingServiceHook[NylasSettings]):
             yield data, cursor or None, request_id if isinstance(request_id, str) else None
             if not cursor:
                 return
-            if cursor == token:
+            if cursor == token or cursor in given:
                 raise NylasError(
-                    f"Nylas returned the cursor it was given while {what}; stopping to avoid a loop"
+                    f"Nylas returned a cursor it had already given in this walk while {what} (after"
+                    f" {len(given) + 1} pages); stopping instead of reading the same pages forever"
                 )
+            given.add(cursor)
             token = cursor
+            good_pages += 1
+            if (
+                limit is not None
+                and isinstance(wanted, int)
+                and limit < wanted
+                and good_pages >= PAGES_BEFORE_GROWING
+            ):
+                limit = min(wanted, limit * 2)
+                good_pages = 0
 
     def _get_json(
         self,
@@ -287,6 +339,7 @@ class NylasHook(RetryingServiceHook[NylasSettings]):
         params: Mapping[str, QueryValue] | None = None,
         grant_id: str | None = None,
         policy: RetryPolicy | None = None,
+        retry_statuses: frozenset[int] = RETRYABLE_STATUSES,
     ) -> dict[str, Any]:
         session = self.get_conn()
         settings = self.settings
@@ -307,6 +360,7 @@ class NylasHook(RetryingServiceHook[NylasSettings]):
                 sleep=self._sleep,
                 clock=self._clock,
                 rng=self._rng,
+                retry_statuses=retry_statuses,
             )
         except requests.RequestException as exc:
             raise NylasError(
@@ -400,6 +454,15 @@ class NylasHook(RetryingServiceHook[NylasSettings]):
             request_id=request_id,
             retry_after=outcome.retry_after_s,
         )
+
+
+def _is_expired_cursor(exc: NylasError) -> bool:
+    text = exc.message.lower()
+    return (
+        exc.status == 400
+        and ("page_token" in text or "cursor" in text)
+        and ("expired" in text or "invalid" in text)
+    )
 
 
 def _grant_path(grant_id: str) -> str:
