@@ -163,10 +163,10 @@ def load_window(grant: GrantConfig, staging: RunStaging, dataverse: DataverseHoo
     def run(chunk: _Chunk) -> None:
         entries = loader.load(chunk)
         part = parts / f"part-{chunk.index:06d}.json"
-        # Write then rename, so a crash never leaves a part that looks finished but is cut short.
-        partial = parts / f"part-{chunk.index:06d}.json.partial"
-        partial.write_bytes(json.dumps([entry.to_json() for entry in entries]).encode())
-        partial.fs.mv(partial.path, part.path)
+        # Written in place, not renamed: object stores have no rename (a move is a copy and a delete).
+        # One PUT is all or nothing there; on a local disk a crash can cut the file short, which
+        # _finished_part detects (a cut JSON array does not parse), so the chunk is loaded again.
+        part.write_bytes(json.dumps([entry.to_json() for entry in entries]).encode())
         with lock:
             done.update(entry.outcome.value for entry in entries)
 
