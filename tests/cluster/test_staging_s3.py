@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import multiprocessing
 import os
 import sys
 from collections import Counter
@@ -35,6 +36,7 @@ from nylas_dataverse.pipeline.transform import transform_window
 from nylas_dataverse.realtime.inbox import Inbox
 from nylas_dataverse.realtime.notifications import notification_from_envelope
 from nylas_dataverse.realtime.processor import process_open_batches
+from nylas_dataverse.realtime.receiver import create_app
 from nylas_dataverse_sandbox import personas
 from nylas_dataverse_sandbox.nylas.webhooks import WebhookSender
 
@@ -237,3 +239,25 @@ def test_an_s3_inbox_loads_a_notification_once_even_when_a_move_left_two_copies(
     assert [count for count in rows.values() if count > 1] == []
     assert s3.keys("inbox/_realtime/incoming/") == []
     assert s3.keys("inbox/_realtime/pending/") == []
+
+
+def _pending_in_a_forked_child(url: str) -> int:
+    return Inbox(ObjectStoragePath(url)).pending_count()
+
+
+def test_loading_the_webhook_plugin_leaves_forked_children_a_usable_s3_inbox(
+    s3: S3, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Every Airflow component imports plugins in its main process; the triggerer then forks the
+    process that runs the inbox watcher. An S3 filesystem built at import is inherited by that child,
+    where fsspec refuses it ("This class is not fork-safe"), and the watcher never claims a thing."""
+    fork_conn = "staging_fork_probe"  # a connection no earlier test has opened in this process
+    monkeypatch.setenv(f"AIRFLOW_CONN_{fork_conn.upper()}", os.environ[f"AIRFLOW_CONN_{CONN_ID.upper()}"])
+    url = f"s3://{fork_conn}@{BUCKET}/forked"
+    monkeypatch.setenv("NYLAS_DATAVERSE_STAGING", url)
+
+    create_app(project_root=tmp_path)  # what plugins/nylas_webhook_plugin.py does on import
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        pending = pool.apply(_pending_in_a_forked_child, (url,))
+
+    assert pending == 0
