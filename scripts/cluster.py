@@ -611,7 +611,8 @@ class Cluster(LocalAirflow):
                     ]
                     if alive:
                         print(
-                            f"\n{component.name} exited with code {code}; {', '.join(alive)} carry on. "
+                            f"\n{component.name} exited with code {code}; {', '.join(alive)} "
+                            f"{'carries' if len(alive) == 1 else 'carry'} on. "
                             f"Its log is {component.log_path}. Restart the cluster to get it back.",
                             file=sys.stderr,
                             flush=True,

@@ -194,6 +194,8 @@ class Cluster:
     local_staging_before: set[str]
     # Every process the cluster started, as psutil handles: a handle never matches a recycled pid.
     started: dict[int, psutil.Process] = field(default_factory=dict)
+    # Figures the tests observed (peak concurrency, rows at the kill, ...), written to measurements.json.
+    measurements: dict[str, Any] = field(default_factory=dict)
 
     @property
     def worker_names(self) -> list[str]:
@@ -271,11 +273,13 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
             before,
         )
         handle.remember_descendants()
+        handle.measurements["startup_s"] = round(time.monotonic() - started, 1)
         print(f"\ncluster ready after {time.monotonic() - started:.0f} s (state in {STATE_DIR})")
         yield handle
     finally:
         if handle is not None:
             handle.stop()
+            (STATE_DIR / "measurements.json").write_text(json.dumps(handle.measurements, indent=2) + "\n")
             for proc in handle.leftovers():  # only if the stop test failed: leave nothing behind
                 with contextlib.suppress(psutil.NoSuchProcess):
                     proc.kill()
