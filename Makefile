@@ -7,7 +7,8 @@ UV_VERSION := 0.13.8
 STAMP := $(VENV)/.bootstrapped
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help bootstrap test lint typecheck unit run sandbox bench bench-latency airflow test-e2e lock clean
+.PHONY: help bootstrap test lint typecheck unit run sandbox bench bench-latency airflow test-e2e cluster \
+	test-cluster cluster-packages lock clean
 
 help:
 	@echo "make run       bootstrap, start the sandbox, sync one day for every sandbox grant, show the results"
@@ -17,6 +18,8 @@ help:
 	@echo "make bench     benchmarks; writes bench/results.json"
 	@echo "make bench-latency  webhook-to-row latency through a full local Airflow; bench/webhook_latency.json"
 	@echo "make test-e2e  browser test against make airflow"
+	@echo "make cluster   production-shaped Airflow: PostgreSQL, Redis, CeleryExecutor, 2 workers, S3 staging"
+	@echo "make test-cluster  drive make cluster through its REST API (backfill, worker kill, pool, webhooks)"
 	@echo "make lock      recompile requirements/lock.txt from requirements/dev.in"
 
 # The virtualenv is rebuilt whenever the lock or a pyproject changes; otherwise this is a no-op.
@@ -70,8 +73,22 @@ test-e2e: $(STAMP)
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
 	$(BIN)/python -m pytest -m e2e tests/e2e --timeout=900
 
+# PostgreSQL and Redis come from Debian, installed only when missing (as for make test-e2e).
+cluster-packages:
+	@ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 && command -v redis-server >/dev/null || { \
+	  echo "Installing Debian's postgresql and redis-server for the local cluster..."; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql redis-server >/dev/null; }
+
+cluster: $(STAMP) cluster-packages
+	$(BIN)/python scripts/cluster.py
+
+test-cluster: $(STAMP) cluster-packages
+	$(BIN)/python -m pytest -m cluster tests/cluster --timeout=1800
+
 lock:
 	$(BIN)/uv pip compile requirements/dev.in --python-version 3.11 -o requirements/lock.txt --no-header --no-emit-index-url
 
 clean:
-	rm -rf $(VENV) .staging .sandbox .airflow
+	rm -rf $(VENV) .staging .sandbox .airflow .cluster .cluster-test

@@ -178,7 +178,20 @@ def create_app(
     ``inbox`` defaults to the staging root's inbox (``NYLAS_DATAVERSE_STAGING``, else
     ``<project_root>/.staging``; ``project_root`` defaults to the current directory).
     """
-    the_inbox = inbox or Inbox(staging_root(project_root or Path.cwd()))
+    root_dir = project_root or Path.cwd()
+    inboxes: list[Inbox] = [inbox] if inbox is not None else []
+    opening = threading.Lock()
+
+    def the_inbox() -> Inbox:
+        # Opened on the first notification, not here: every Airflow component imports plugins in its
+        # main process, and opening an object-store root builds its filesystem, which children forked
+        # later (the triggerer's trigger runner) inherit and fsspec then refuses ("not fork-safe").
+        if not inboxes:
+            with opening:
+                if not inboxes:
+                    inboxes.append(Inbox(staging_root(root_dir)))
+        return inboxes[0]
+
     the_secret = secret or WebhookSecret()
     app = FastAPI(
         title="Nylas webhook receiver",
@@ -225,12 +238,12 @@ def create_app(
             log.warning("Signed webhook POST rejected: %s", exc)
             return _answer(400, "rejected", str(exc))
         try:
-            return await run_in_threadpool(_handle, the_inbox, notification)
+            return await run_in_threadpool(lambda: _handle(the_inbox(), notification))
         except Exception as exc:  # storage trouble: 503 makes Nylas deliver the notification again
             log.error(
                 "Could not store notification %s in %s (%s: %s); answered 503 so Nylas retries",
                 notification.id,
-                the_inbox.root,
+                inboxes[0].root if inboxes else "the staging root",
                 type(exc).__name__,
                 exc,
             )

@@ -248,6 +248,7 @@ class _UserWindow:
     costs: deque[tuple[float, float]] = field(default_factory=deque)  # (finish time, cost ms)
     cost_total: float = 0.0
     in_flight: int = 0
+    peak_in_flight: int = 0  # the most requests in flight at once since the last reset
     strikes: int = 0
 
 
@@ -311,6 +312,7 @@ class ServiceProtection:
                 raise self._reject(window, "0x80072321", execution_limit_message(limits), wait)
             window.requests.append(now)
             window.in_flight += 1
+            window.peak_in_flight = max(window.peak_in_flight, window.in_flight)
             window.strikes = 0
             return Ticket(user, now)
 
@@ -368,6 +370,7 @@ class ServiceProtection:
                     "requests_in_window": len(window.requests),
                     "execution_ms_in_window": round(window.cost_total, 1),
                     "in_flight": window.in_flight,
+                    "peak_in_flight": window.peak_in_flight,
                 }
             return {"users": users, "rejections": dict(self.rejections), "dop_hint": self.dop_hint}
 

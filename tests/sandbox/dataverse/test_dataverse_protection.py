@@ -124,6 +124,23 @@ def test_concurrent_requests_beyond_the_limit_are_refused_at_once(
     )
 
 
+def test_peak_concurrency_per_user_is_reported_until_reset() -> None:
+    protection = ServiceProtection(ServiceProtectionLimits())
+    first, second, third = (protection.admit("app") for _ in range(3))
+    for ticket in (first, second, third):
+        protection.finish(ticket, 1.0)
+    protection.finish(protection.admit("app"), 1.0)  # alone: does not lower the peak
+    protection.finish(protection.admit("other"), 1.0)
+
+    users = protection.snapshot()["users"]
+    protection.reset()
+
+    assert users["app"]["peak_in_flight"] == 3
+    assert users["app"]["in_flight"] == 0
+    assert users["other"]["peak_in_flight"] == 1
+    assert protection.snapshot()["users"] == {}
+
+
 def test_retry_after_grows_under_continued_pressure() -> None:
     clock = [0.0]
     protection = ServiceProtection(
