@@ -174,7 +174,11 @@ class Staging:
 
     def payload_message_ids(self, folder: str) -> list[str]:
         lines = gzip.decompress(self.read(f"{folder}/payloads.jsonl.gz")).splitlines()
-        return [record["message_id"] for record in map(json.loads, lines) if record.get("create")]
+        return [
+            record["internet_message_id"]
+            for record in map(json.loads, lines)
+            if record.get("email") is not None
+        ]
 
 
 def local_staging_files() -> set[str]:

@@ -99,10 +99,10 @@ def assert_exactly_once(rows: Counter[str], ledgers: dict[str, list[dict[str, An
         assert outcomes["failed"] == 0, f"{folder}: {outcomes}"
         for entry in entries:
             if entry["outcome"] in ("created", "already_present"):
-                key = str(entry["message_id"]).casefold()
+                key = str(entry["internet_message_id"]).casefold()
                 assert rows[key] == 1, f"{folder}: {entry['message_id']} has {rows[key]} rows"
             if entry["outcome"] == "created":
-                created[str(entry["message_id"]).casefold()] += 1
+                created[str(entry["internet_message_id"]).casefold()] += 1
     twice = [mid for mid, count in created.items() if count > 1]
     assert not twice, f"created by more than one run: {twice[:5]}"
 
@@ -162,7 +162,7 @@ def test_shared_messages_end_as_one_row_each_with_no_gap(cluster: Cluster, backf
     grants_per_message: defaultdict[str, set[str]] = defaultdict(set)
     for folder, entries in ledgers.items():
         for entry in entries:
-            grants_per_message[str(entry["message_id"]).casefold()].add(folder.split("/")[0])
+            grants_per_message[str(entry["internet_message_id"]).casefold()].add(folder.split("/")[0])
     shared = [mid for mid, grants in grants_per_message.items() if len(grants) > 1]
     assert shared, "the three mailboxes were expected to share messages"
     for folder in ledgers:

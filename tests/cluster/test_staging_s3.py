@@ -31,6 +31,7 @@ from nylas_dataverse.hooks.nylas import NylasHook
 from nylas_dataverse.pipeline.extract import extract_window
 from nylas_dataverse.pipeline.load import load_window
 from nylas_dataverse.pipeline.report import report_window
+from nylas_dataverse.pipeline.run import STAGES, Services, run_stage
 from nylas_dataverse.pipeline.staging import RunStaging
 from nylas_dataverse.pipeline.transform import transform_window
 from nylas_dataverse.realtime.inbox import Inbox
@@ -121,11 +122,13 @@ def window(day: dt.date) -> Window:
 
 def run_day(grant: GrantConfig, root: ObjectStoragePath, day: dt.date = DAY) -> dict[str, Any]:
     """extract -> transform -> load -> report, each task handed only the path string, as XCom does."""
-    staging = RunStaging(root, grant.dag_id, day.isoformat())
-    path = extract_window(grant, window(day), staging, NylasHook(grant.nylas_conn_id)).path
-    path = transform_window(grant, RunStaging.from_path(path), DataverseHook(grant.dataverse_conn_id))
-    path = load_window(grant, RunStaging.from_path(path), DataverseHook(grant.dataverse_conn_id))
-    return report_window(grant, RunStaging.from_path(path))
+    path = str(RunStaging(root, grant.dag_id, day.isoformat()).folder)
+    services = Services.for_grant(grant)
+    counts: dict[str, Any] | None = None
+    for stage in STAGES:
+        counts = run_stage(stage, grant, RunStaging.from_path(path), services, window=window(day))
+    assert counts is not None
+    return counts
 
 
 def trackable_message(grant: GrantConfig) -> dict[str, Any]:
@@ -201,7 +204,7 @@ def test_a_damaged_resume_point_on_s3_is_redone_and_the_day_stays_exact(s3: S3, 
     assert counts["already_present"] > 0  # the redone chunk found its own rows from the first load
     for entry in ledger:
         if entry["outcome"] in ("created", "already_present"):
-            assert rows[str(entry["message_id"]).casefold()] == 1
+            assert rows[str(entry["internet_message_id"]).casefold()] == 1
 
 
 def test_an_s3_inbox_loads_a_notification_once_even_when_a_move_left_two_copies(s3: S3, sandbox: Any) -> None:
