@@ -324,6 +324,18 @@ class DataverseHook(RetryingServiceHook[DataverseSettings]):
         """``GET WhoAmI`` → ``UserId``, ``BusinessUnitId``, ``OrganizationId``."""
         return _json_object(self._request("GET", "WhoAmI", what="calling WhoAmI"), what="WhoAmI")
 
+    def user_privileges(self, user_id: str) -> list[dict[str, Any]]:
+        """``RetrieveUserPrivileges``: every privilege the user holds through its roles, with its depth."""
+        path = (
+            f"systemusers({quote(user_id, safe=_KEY_SAFE)})/Microsoft.Dynamics.CRM.RetrieveUserPrivileges()"
+        )
+        what = "reading the application user's privileges"
+        payload = _json_object(self._request("GET", path, what=what), what=what)
+        privileges = payload.get("RolePrivileges")
+        if not isinstance(privileges, list):
+            raise DataverseError("Dataverse answered RetrieveUserPrivileges without RolePrivileges")
+        return [entry for entry in privileges if isinstance(entry, dict)]
+
     def query(
         self,
         entity_set: str,

@@ -15,6 +15,7 @@ from typing import Any
 
 from nylas_dataverse.core.mapping import MASK_FROM, EmailRecord, Party, RecordRef
 from nylas_dataverse.core.resolution import ENTITY_EMAIL_COLUMNS, DirectoryRow, check_entity
+from nylas_dataverse.hooks.errors import ServiceError
 from nylas_dataverse.hooks.odata import BatchRequest, BatchResponse, ChangeSet
 
 EMAILS = "emails"
@@ -241,3 +242,9 @@ def is_sender_refused(response: BatchResponse) -> bool:
         return False
     message = (response.error_message or "").lower()
     return any(word in message for word in _SENDER_WORDS) and any(word in message for word in _REFUSAL_WORDS)
+
+
+def is_too_many_operations(error: ServiceError) -> bool:
+    """Dataverse refused a ``$batch`` for its size (documented 1,000 operations; 250 is reported too)."""
+    text = error.message.lower()
+    return error.status == 400 and "maximum number" in text and ("operations" in text or "parts" in text)

@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 
 QueryValue = str | int | bool
 MIN_PAGE_SIZE = 10
+# Error types Nylas uses for a refused API key (nylas.md 5.1: the catalogue lists token.unauthorized_access
+# as a 400, the CLI's fixtures as a 401); whichever the status, it is the key, not the grant.
+_API_KEY_ERROR_TYPES = frozenset({"token.unauthorized_access", "api.authentication_error"})
 PAGES_BEFORE_GROWING = 5
 
 
@@ -383,7 +386,8 @@ class NylasHook(RetryingServiceHook[NylasSettings]):
     def _status_error(self, response: requests.Response, *, what: str, grant_id: str | None) -> NylasError:
         error_type, message, request_id = _error_details(response)
         status = response.status_code
-        if status == 401 and grant_id is not None and not self._api_key_rejected():
+        key_refused = status in (400, 401) and (error_type or "").lower() in _API_KEY_ERROR_TYPES
+        if status == 401 and grant_id is not None and not key_refused and not self._api_key_rejected():
             return NylasGrantAuthError(
                 self._redact(
                     f"Nylas grant {grant_id!r} is not authorized ({message}) while {what}: the grant has "
@@ -395,7 +399,7 @@ class NylasHook(RetryingServiceHook[NylasSettings]):
                 code=error_type,
                 request_id=request_id,
             )
-        if status == 401:
+        if status == 401 or key_refused:
             text = (
                 f"Nylas rejected the API key of connection {self.nylas_conn_id!r} ({message}) while {what}: "
                 "check the key and that the host matches its region (US or EU)."

@@ -15,6 +15,7 @@ Under the staging root (``NYLAS_DATAVERSE_STAGING``, any ``ObjectStoragePath`` U
         report.json                     run counts, request counts, durations
         failure.json                    the last failed attempt of a task: kind, message (removed by a rerun)
     _realtime/                          the webhook inbox (realtime/inbox.py documents its sub-layout)
+    _preflight/<fingerprint>.json       the last passing privilege check of an application user (1 h)
 
 A manifest is written only after its data file is complete and carries the data file's line count and
 SHA-256, so a reader can tell a finished file from a missing, truncated or replaced one.
@@ -39,6 +40,7 @@ REPORT = "report.json"
 FAILURE = "failure.json"
 
 INBOX_DIR = "_realtime"
+PREFLIGHT_DIR = "_preflight"
 REALTIME_LABEL_PREFIX = "realtime-"
 
 # What each stage writes; rerunning a stage invalidates its own files and everything after it.

@@ -13,9 +13,9 @@ What a change set's answer means (whatever Dataverse does with the rest of the b
 
 * 2xx for both requests: ``created``;
 * a duplicate key, or a duplicate-detection rule on ``messageid``: ``already_present``;
-* no answer (the service stopped the batch at an earlier failure), 429 (honouring the part's
-  ``Retry-After``), 5xx: sent again in a smaller batch, within ``RETRY_ROUNDS`` rounds and ``RETRY_BUDGET_S``
-  seconds of waiting; what still fails then is ``failed`` with the last answer;
+* no answer (the service stopped the batch at an earlier failure): sent again at once, at no cost;
+* 429 (honouring the part's ``Retry-After``) or 5xx: sent again, up to ``RETRY_ROUNDS`` attempts per email and
+  ``RETRY_BUDGET_S`` seconds of waiting; what still fails then is ``failed`` with the last answer;
 * a refusal of a contact, account or lead bound as the Sender (some orgs allow only users and queues there):
   sent again with the Sender as an address only, and so is every later email of the run; the ledger says so;
 * any other 4xx: ``failed`` with Dataverse's code and message.
@@ -28,7 +28,8 @@ Decisions are processed in fixed chunks; when a chunk is finished its ledger ent
 ``load/part-NNNNNN.json``. A retry or rerun skips chunks whose part has no failure and loads again the failed
 entries of the others, keeping what their part already recorded. A crash at any point costs at most the chunks
 in flight, and those converge through the lookup and the duplicate-key rule. Before anything is created the
-decisions file is read once in full against its manifest, so a file changed after transform creates nothing.
+decisions file is read once in full against its manifest, so a file changed after transform creates nothing,
+and the application user's privileges are checked (``preflight.py``), so a missing one fails the load once.
 
 After the last chunk the created Message-IDs are looked up again: a second row with the same Message-ID
 (server-side sync tracking the message between our lookup and our create) is reported, and with the grant's
@@ -62,11 +63,13 @@ from nylas_dataverse.hooks.dataverse_tables import (
     is_duplicate_detection,
     is_duplicate_key,
     is_sender_refused,
+    is_too_many_operations,
     sender_binding_matters,
 )
-from nylas_dataverse.hooks.errors import DataverseTimeoutError
+from nylas_dataverse.hooks.errors import DataverseError, DataverseTimeoutError
 from nylas_dataverse.hooks.odata import BatchOutcome, BatchResponse
 from nylas_dataverse.pipeline import layout
+from nylas_dataverse.pipeline.preflight import ensure_privileges
 from nylas_dataverse.pipeline.staging import FORMAT_VERSION, RunStaging, StagingError, open_binary
 
 log = logging.getLogger(__name__)
@@ -95,6 +98,7 @@ class _Attempt:
     outcome: Outcome | None
     reason: str | None
     retry_after: float | None = None
+    not_applied: bool = False
 
 
 @dataclass
@@ -103,6 +107,7 @@ class _LoadState:
 
     bind_external_sender: bool = True
     sender_refusal_seen: bool = False
+    batch_limit: int = 1_000_000
     done: Counter[str] = field(default_factory=Counter)
     chunks_done: int = 0
     emails_done: int = 0
@@ -128,7 +133,9 @@ def classify(outcome: BatchOutcome) -> _Attempt:
         return _Attempt(Outcome.CREATED, None)
     failed = [response for response in outcome.responses if response.status >= 400]
     if not failed:
-        return _Attempt(None, "dataverse_batch_not_applied: an earlier failure stopped the batch")
+        return _Attempt(
+            None, "dataverse_batch_not_applied: an earlier failure stopped the batch", not_applied=True
+        )
     first = failed[0]
     if is_duplicate_key(first):
         return _Attempt(Outcome.ALREADY_PRESENT, "activityid_exists")
@@ -188,16 +195,26 @@ class _ChunkLoader:
         return [entries[position] for position in range(len(chunk.decisions))]
 
     def create(self, records: list[EmailRecord]) -> dict[str, tuple[Outcome, str | None]]:
-        """Create ``records``; every one ends with a final outcome (see the module docstring)."""
+        """Create ``records``; every one ends with a final outcome (see the module docstring).
+
+        Each email may fail transiently ``RETRY_ROUNDS`` times; a change set the service did not run (it
+        stopped the batch earlier) costs nothing against that and is sent again at once.
+        """
         results: dict[str, tuple[Outcome, str | None]] = {}
+        failures: Counter[str] = Counter()
         last_reason: dict[str, str] = {}
         pending = list(records)
         waited = 0.0
-        round_number = 0
+        stalled = 0
+
+        def give_up(record: EmailRecord, why: str) -> None:
+            reason = last_reason.get(record.activity_id, "dataverse_batch_not_applied")
+            results[record.activity_id] = (Outcome.FAILED, f"{reason} ({why})")
+
         while pending:
             retry: list[EmailRecord] = []
             waits: list[float] = []
-            only_sender_fallback = True
+            progressed = failed_transiently = False
             for start in range(0, len(pending), self.batch_size):
                 batch = pending[start : start + self.batch_size]
                 bind = self.state.bind_external_sender
@@ -205,6 +222,7 @@ class _ChunkLoader:
                     attempt = classify(answer)
                     if attempt.outcome is Outcome.FAILED and bind and self._sender_refused(answer, record):
                         retry.append(record)  # sent again at once, without the binding
+                        progressed = True
                         continue
                     if attempt.outcome is not None:
                         unbound = (
@@ -214,33 +232,42 @@ class _ChunkLoader:
                             attempt.outcome,
                             SENDER_UNBOUND if unbound else attempt.reason,
                         )
+                        progressed = True
                         continue
-                    only_sender_fallback = False
-                    last_reason[record.activity_id] = attempt.reason or "dataverse_batch_not_applied"
+                    retry.append(record)
+                    if attempt.not_applied:
+                        continue
+                    progressed = failed_transiently = True
+                    failures[record.activity_id] += 1
+                    last_reason[record.activity_id] = attempt.reason or "dataverse_transient"
                     if attempt.retry_after is not None:
                         waits.append(attempt.retry_after)
-                    retry.append(record)
-            pending = retry
-            if not pending or only_sender_fallback:
-                continue
-            round_number += 1
-            delay = max(waits) if waits else self._backoff(round_number)
-            if round_number >= RETRY_ROUNDS or waited + delay > RETRY_BUDGET_S:
+            pending = []
+            for record in retry:
+                if failures[record.activity_id] >= RETRY_ROUNDS:
+                    give_up(record, f"still failing after {RETRY_ROUNDS} attempts")
+                else:
+                    pending.append(record)
+            if not pending:
+                break
+            stalled = 0 if progressed else stalled + 1
+            if stalled >= RETRY_ROUNDS:
                 for record in pending:
-                    results[record.activity_id] = (
-                        Outcome.FAILED,
-                        f"{last_reason.get(record.activity_id, 'dataverse_batch_not_applied')} (still failing"
-                        f" after {round_number} rounds and {waited:.0f} s of waiting)",
-                    )
-                return results
+                    give_up(record, "Dataverse ran none of these change sets, however often they were sent")
+                break
+            if not failed_transiently:
+                continue  # only change sets that did not run, or the Sender fallback: send again at once
+            delay = max(waits) if waits else self._backoff(max(failures[r.activity_id] for r in pending))
+            if waited + delay > RETRY_BUDGET_S:
+                for record in pending:
+                    give_up(record, f"still failing after {waited:.0f} s of waiting")
+                break
             log.info(
-                "%d of %d emails to send again in %.1f s (round %d of %d): %s",
+                "%d of %d emails to send again in %.1f s: %s",
                 len(pending),
                 len(records),
                 delay,
-                round_number,
-                RETRY_ROUNDS,
-                "; ".join(sorted({last_reason.get(r.activity_id, "") for r in pending})[:3]),
+                "; ".join(sorted({last_reason.get(r.activity_id, "not applied") for r in pending})[:3]),
             )
             self._sleep(delay)
             waited += delay
@@ -266,7 +293,12 @@ class _ChunkLoader:
         return True
 
     def _send(self, records: list[EmailRecord], bind: bool) -> list[BatchOutcome]:
-        """One ``$batch`` for ``records``; a timed-out batch is split in half, each half sent on its own."""
+        """One ``$batch`` for ``records``; a timed-out batch is split in half, each half sent on its own, and
+        so is one Dataverse refuses as holding too many operations (the rest of the load then sends batches
+        no larger than the half that was accepted)."""
+        if len(records) > self.state.batch_limit:
+            cut = self.state.batch_limit
+            return self._send(records[:cut], bind) + self._send(records[cut:], bind)
         try:
             return self.dataverse.execute_batch(
                 email_change_sets(records, bind_external_sender=bind), continue_on_error=True
@@ -282,6 +314,18 @@ class _ChunkLoader:
                 len(records) - half,
             )
             return self._send(records[:half], bind) + self._send(records[half:], bind)
+        except DataverseError as exc:
+            if not is_too_many_operations(exc) or len(records) == 1:
+                raise
+            with self.state.lock:
+                self.state.batch_limit = min(self.state.batch_limit, max(1, len(records) // 2))
+            log.warning(
+                "Dataverse refused a $batch of %d emails as too large (%s); sending at most %d per $batch",
+                len(records),
+                exc.message[:200],
+                self.state.batch_limit,
+            )
+            return self._send(records, bind)
 
 
 class _Progress:
@@ -344,6 +388,8 @@ def load_window(grant: GrantConfig, staging: RunStaging, dataverse: DataverseHoo
     before = dataverse.counters()
     manifest = staging.read_manifest("transform")
     total = staging.verify(layout.DECISIONS, manifest, "transform")
+    if manifest.get("counts", {}).get("to_load", 1):
+        ensure_privileges(grant, dataverse, staging.root)
     staging.clear_after("load")
     staging.file(layout.LOAD_PARTS).mkdir(parents=True, exist_ok=True)
     state = _LoadState()

@@ -1,0 +1,100 @@
+"""``nylas-dataverse``: checks an operator runs by hand.
+
+``nylas-dataverse doctor [--grant KEY ...]`` reads the grants file (``NYLAS_DATAVERSE_CONFIG`` or
+``include/grants.yaml``) and, through the same Airflow connections the DAGs use (environment variables such as
+``AIRFLOW_CONN_NYLAS_DEFAULT``, a secrets backend, or the metadata database), checks for every enabled grant:
+
+- its Nylas grant answers (an expired grant, a rejected API key and a missing connection are told apart);
+- its Dataverse application user can get a token and holds every privilege the runs need (``WhoAmI`` and
+  ``RetrieveUserPrivileges``; each application user is checked once).
+
+It prints one line per check and exits 0 when everything passed, 1 otherwise. It only reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from nylas_dataverse.core.config import GrantConfig
+from nylas_dataverse.core.errors import Failure, FailureKind
+from nylas_dataverse.core.privileges import PrivilegeCheck
+from nylas_dataverse.hooks.dataverse import DataverseHook
+from nylas_dataverse.hooks.nylas import NylasHook
+from nylas_dataverse.pipeline import preflight
+from nylas_dataverse.pipeline.failures import classify
+from nylas_dataverse.pipeline.settings import load_grants
+
+
+def _check_nylas(grant: GrantConfig) -> tuple[bool, str]:
+    nylas = NylasHook(grant.nylas_conn_id)
+    try:
+        data = nylas.get_grant(grant.grant_id)
+        if data.get("grant_status") == "invalid":
+            failure = Failure(FailureKind.GRANT_EXPIRED, f"Nylas reports grant {grant.grant_id} as invalid")
+            return False, f"{failure.one_line()} -> {failure.remedy}"
+        nylas.list_folders(grant.grant_id)  # a data call: an expired grant answers 401 here
+    except Exception as exc:
+        failure = classify(exc)
+        return False, f"{failure.one_line()} -> {failure.remedy}"
+    return True, f"grant {grant.grant_id} ({data.get('provider', '?')}, {data.get('email', '?')}) answers"
+
+
+def _check_dataverse(grant: GrantConfig) -> tuple[bool, str]:
+    try:
+        verdict, user_id = preflight.check(grant, DataverseHook(grant.dataverse_conn_id))
+    except Exception as exc:
+        failure = classify(exc)
+        return False, f"{failure.one_line()} -> {failure.remedy}"
+    return _privilege_line(verdict, user_id, grant.dataverse_conn_id)
+
+
+def _privilege_line(verdict: PrivilegeCheck, user_id: str, conn_id: str) -> tuple[bool, str]:
+    text = verdict.explain(f"{user_id} (connection {conn_id!r})")
+    return verdict.ok, text
+
+
+def doctor(grants: Sequence[GrantConfig], out: TextIO | None = None) -> int:
+    write = (out or sys.stdout).write
+    failed = 0
+    checked: dict[tuple[str, bool], tuple[bool, str]] = {}
+    for grant in grants:
+        ok, line = _check_nylas(grant)
+        failed += not ok
+        write(f"{'ok  ' if ok else 'FAIL'} {grant.key:<16} nylas      {line}\n")
+        key = (grant.dataverse_conn_id, grant.remove_race_duplicates)
+        if key not in checked:
+            checked[key] = _check_dataverse(grant)
+            ok, text = checked[key]
+            failed += not ok
+            first, *rest = text.splitlines() or [""]
+            write(f"{'ok  ' if ok else 'FAIL'} {grant.key:<16} dataverse  {first}\n")
+            for line in rest:
+                write(f"{'':<27}{line}\n")
+    write(f"{'All checks passed.' if not failed else f'{failed} check(s) failed.'}\n")
+    return 0 if not failed else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="nylas-dataverse", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    check = sub.add_parser("doctor", help="check every grant's Nylas grant and Dataverse privileges")
+    check.add_argument("--grant", action="append", default=[], help="only this grant key (repeatable)")
+    check.add_argument("--project-root", type=Path, default=Path.cwd(), help="where include/grants.yaml is")
+    args = parser.parse_args(argv)
+    config = load_grants(args.project_root)
+    for error in config.errors:
+        print(f"FAIL grants file: {error}")
+    grants = [g for g in config.grants if g.enabled and (not args.grant or g.key in args.grant)]
+    unknown = sorted(set(args.grant) - {g.key for g in config.grants})
+    if unknown:
+        print(f"FAIL no grant named {', '.join(unknown)} in the grants file")
+    code = doctor(grants)
+    return 1 if config.errors or unknown else code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
