@@ -1,7 +1,8 @@
 """Either answer works: a full day through the pipeline under every answer the sandbox can give to a behaviour
 the real services leave open (docs/sandbox.md "Open behaviours"), and a few combinations.
 
-For each answer, the same day of three mailboxes (Google, Microsoft, IMAP; with shared messages) runs through
+For each answer, the same day of three mailboxes (Google, Microsoft, IMAP; with shared messages; two for the
+Dataverse answers) runs through
 ``pipeline.run.run_window``, the code each DAG task calls, and must end with:
 
 - no failed message and a passing report;
@@ -40,10 +41,12 @@ def _day_truth(sandbox: Any, key: str) -> set[str]:
     return {m["id"] for m in sandbox.nylas.messages_for(key, DAY) if start <= m["date"] < start + 86_400}
 
 
-def _run_every_mailbox(sandbox: Any, runner: Runner, **settings: Any) -> dict[str, list[dict[str, Any]]]:
+def _run_every_mailbox(
+    sandbox: Any, runner: Runner, mailboxes: tuple[str, ...] = MAILBOXES, **settings: Any
+) -> dict[str, list[dict[str, Any]]]:
     config = grants(sandbox, **settings)
     ledgers: dict[str, list[dict[str, Any]]] = {}
-    for key in MAILBOXES:
+    for key in mailboxes:
         counts = runner.day(config[key])
         assert counts["failed"] == 0, (key, counts)
         ledgers[key] = _ledger(runner, config[key])
@@ -101,14 +104,12 @@ def test_every_nylas_answer_loses_nothing_and_duplicates_nothing(
 DATAVERSE_ANSWERS = [
     pytest.param(
         {"batch_stop_on_failed_changeset": True},
-        {"changeset_fault_nth": 2},
+        {"changeset_fault_match": ("procurement@tailspin.example",), "changeset_fault_times": 1},
         {},
         id="stop-at-a-failed-change-set",
     ),
-    pytest.param({}, {"changeset_throttle_fraction": 0.3, "seed": 7}, {}, id="429-parts-in-a-200-batch"),
-    pytest.param(
-        {}, {"changeset_5xx_fraction": 0.3, "changeset_fault_status": 503, "seed": 8}, {}, id="5xx-parts"
-    ),
+    pytest.param({}, {"changeset_throttle_fraction": 0.1, "seed": 7}, {}, id="429-parts-in-a-200-batch"),
+    pytest.param({}, {"changeset_5xx_fraction": 0.1, "seed": 8}, {}, id="5xx-parts"),
     pytest.param({"sender_party_restricted": True}, {}, {}, id="sender-only-users-and-queues"),
     pytest.param({"messageid_duplicates": "rejected"}, {}, {}, id="messageid-unique"),
     pytest.param({"max_batch_operations": 250}, {}, {"batch_size": 200}, id="250-operations-per-batch"),
@@ -122,7 +123,11 @@ DATAVERSE_ANSWERS = [
     pytest.param({"length_unit": "codepoints"}, {}, {}, id="lengths-in-code-points"),
     pytest.param(
         {"batch_stop_on_failed_changeset": True, "sender_party_restricted": True},
-        {"changeset_throttle_fraction": 0.2, "seed": 9},
+        {
+            "changeset_throttle_fraction": 0.05,
+            "changeset_fault_match": ("orders@tailspin.example",),
+            "seed": 9,
+        },
         {"batch_size": 10},
         id="stop-and-sender-and-429-parts",
     ),
@@ -135,7 +140,8 @@ def test_every_dataverse_answer_loses_nothing_and_duplicates_nothing(
 ) -> None:
     sandbox.dataverse.set_behaviour(**behaviour)
     sandbox.dataverse.set_faults(**faults)
-    ledgers = _run_every_mailbox(sandbox, runner, **settings)
+    # Two mailboxes sharing messages are enough on the Dataverse side (IMAP differs only in what Nylas sends).
+    ledgers = _run_every_mailbox(sandbox, runner, ("alice", "bob"), **settings)
     _assert_exactly_once(sandbox, ledgers)
     if behaviour.get("sender_party_restricted"):
         reasons = Counter(
