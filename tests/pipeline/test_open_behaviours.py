@@ -23,6 +23,7 @@ from nylas_dataverse.core.identity import message_id_key
 from nylas_dataverse.core.records import Decision
 from nylas_dataverse.hooks.dataverse import DataverseHook
 from nylas_dataverse.hooks.dataverse_tables import email_create_body
+from nylas_dataverse.hooks.errors import NylasApiKeyError, NylasGrantAuthError
 from nylas_dataverse.pipeline import layout
 
 from .conftest import DAY, Runner, grants
@@ -68,7 +69,8 @@ def _assert_exactly_once(sandbox: Any, ledgers: dict[str, list[dict[str, Any]]])
         for row in sandbox.dataverse.emails_with_parties()
         if row.get("messageid")
     )
-    assert rows and max(rows.values()) == 1, [key for key, n in rows.items() if n > 1]
+    assert rows
+    assert max(rows.values()) == 1, [key for key, n in rows.items() if n > 1]
     for ledger in ledgers.values():
         for entry in ledger:
             if entry["outcome"] in ("created", "already_present"):
@@ -210,15 +212,15 @@ def test_an_expired_grant_and_a_rejected_key_are_told_apart_under_every_envelope
     import yaml
 
     grant = parse_config(yaml.safe_dump(config), "test").grants[0]
-    with pytest.raises(Exception) as expired:
+    with pytest.raises(NylasGrantAuthError) as expired:
         runner.extract(grant)
-    assert expired.value.kind == "grant_expired", expired.value  # type: ignore[attr-defined]
+    assert expired.value.kind == "grant_expired", expired.value
 
     connection = json.loads(sandbox.environment()["AIRFLOW_CONN_NYLAS_DEFAULT"])
     connection["password"] = "nyk_v0_wrong_key"
     monkeypatch.setenv("AIRFLOW_CONN_NYLAS_DEFAULT", json.dumps(connection))
     alice = grants(sandbox)["alice"]
-    with pytest.raises(Exception) as refused:
+    with pytest.raises(NylasApiKeyError) as refused:
         runner.extract(alice)
-    assert refused.value.kind == "credentials", refused.value  # type: ignore[attr-defined]
+    assert refused.value.kind == "credentials", refused.value
     assert "re-authenticate" not in str(refused.value)

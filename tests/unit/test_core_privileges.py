@@ -62,4 +62,5 @@ def test_the_widest_depth_of_several_roles_counts_whatever_its_serialization() -
         {"PrivilegeName": "prvReadUser", "Depth": "Deep"},
         {"Depth": "Global"},
     ]
-    assert widest_depths(answer) == {"prvReadContact": "Global", "prvReadLead": "Local", "prvReadUser": "Deep"}
+    widest = widest_depths(answer)
+    assert widest == {"prvReadContact": "Global", "prvReadLead": "Local", "prvReadUser": "Deep"}
