@@ -202,14 +202,15 @@ def _look_at_the_form(
     _screenshot(driver, f"{shot}-standard-fields")
     _open_section(driver, dialog, "Extra Fields")
     _screenshot(driver, f"{shot}-extra-fields")
-    helped = len(_declared(conn_type)["conn-fields"])
-    return WebDriverWait(driver, 30).until(
+    extras = {spec["label"] for spec in _declared(conn_type)["conn-fields"].values()}
+    fields: list[dict[str, Any]] = WebDriverWait(driver, 30).until(
         lambda _: (
             (fields := driver.execute_script(READ_FIELDS, dialog))
-            and sum(1 for field in fields if field["helper"]) > helped  # Connection Type has one too
+            and any(field["label"] in extras for field in fields)  # the extra fields have rendered
             and fields
         )
     )
+    return fields
 
 
 def _close(driver: WebDriver, dialog: WebElement) -> None:
