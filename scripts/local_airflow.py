@@ -28,12 +28,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
+from urllib.parse import urlsplit
 
 import psutil
 import requests
 from airflow_env import AIRFLOW_HOME, BIN, PROJECT_ROOT, airflow_environment, ensure_database
 
 from nylas_dataverse.core.config import DAG_ID_PREFIX, REALTIME_DAG_ID
+from nylas_dataverse.provider_info import PROVIDER_INFO
 from nylas_dataverse_sandbox import personas
 from nylas_dataverse_sandbox.sandbox import Sandbox, SandboxConfig
 
@@ -324,6 +326,12 @@ class AirflowApi:
         return int(response.json()["total_entries"])
 
 
+def _declared_extras(conn_type: object) -> list[str]:
+    """The extras the provider declares for a connection type: its form's Extra Fields."""
+    declared: Any = PROVIDER_INFO["connection-types"]
+    return next(list(entry["conn-fields"]) for entry in declared if entry["connection-type"] == conn_type)
+
+
 def sandbox_connections(sandbox: Sandbox) -> list[dict[str, Any]]:
     """The sandbox's connections as REST bodies. Rewritten at every start: the sandbox's ports can change."""
     note = "Written by `make airflow` at each start from the sandbox; edits last until the next start."
@@ -332,16 +340,20 @@ def sandbox_connections(sandbox: Sandbox) -> list[dict[str, Any]]:
         ("nylas_default", sandbox.nylas_connection()),
         ("dataverse_default", sandbox.dataverse_connection()),
     ):
-        extra = conn.get("extra")
+        # Every declared extra, null when unset: Airflow 3.3.2's edit form shows only the extras a
+        # connection stores, and a null one is shown empty (the hook's default applies).
+        extra = {**dict.fromkeys(_declared_extras(conn["conn_type"])), **(conn.get("extra") or {})}
         connections.append(
             {
                 "connection_id": conn_id,
                 "conn_type": conn["conn_type"],
                 "description": note,
                 "host": conn.get("host"),
+                # Airflow 3.3.2's Test button cannot test a stored connection without a port.
+                "port": urlsplit(str(conn.get("host"))).port,
                 "login": conn.get("login"),
                 "password": conn.get("password"),
-                "extra": json.dumps(extra) if extra else None,
+                "extra": json.dumps(extra),
             }
         )
     connections.append(

@@ -566,3 +566,24 @@ def test_test_connection_reports_the_user_or_the_failure(
     ok, text = hook.test_connection()
     assert ok is False
     assert "PrivilegeDenied" in text
+
+
+def test_test_connection_reports_throttling_at_once_instead_of_waiting_it_out(
+    dataverse: DataverseEnv, make_dataverse_hook: MakeHook, fake_time: FakeTime
+) -> None:
+    # The UI's Test button waits for the answer; the pipeline's 8 attempts over up to 10 minutes must
+    # not apply there.
+    dataverse.issue_token("token-1")
+    dataverse.rsps.get(
+        f"{dataverse.api}WhoAmI",
+        status=429,
+        headers={"Retry-After": "30"},
+        json={"error": {"code": "0x80072322", "message": "Number of requests exceeded the limit"}},
+    )
+
+    ok, text = make_dataverse_hook().test_connection()
+
+    assert ok is False
+    assert "Dataverse kept throttling while calling WhoAmI" in text
+    assert len(dataverse.api_calls()) == 1
+    assert fake_time.sleeps == []

@@ -76,6 +76,15 @@ def test_constructing_a_hook_does_no_connection_lookup(monkeypatch: pytest.Monke
         ("http://127.0.0.1:8801", None, "http://127.0.0.1:8801"),
         ("127.0.0.1", 8801, "https://127.0.0.1:8801"),
         ("https://127.0.0.1:9000/nylas/", None, "https://127.0.0.1:9000/nylas"),
+        # The form's Port field: 0 (what the UI's Test sends for an empty Port) is unset, the scheme's
+        # own port stays out of the URL, and a port repeated from the host is fine.
+        (None, 0, "https://api.us.nylas.com"),
+        ("https://api.eu.nylas.com", 443, "https://api.eu.nylas.com"),
+        ("https://api.eu.nylas.com:443/", None, "https://api.eu.nylas.com"),
+        ("http://127.0.0.1", 80, "http://127.0.0.1"),
+        ("api.eu.nylas.com", 8443, "https://api.eu.nylas.com:8443"),
+        ("http://127.0.0.1:8801", 8801, "http://127.0.0.1:8801"),
+        ("http://[::1]:8801", 8801, "http://[::1]:8801"),
     ],
 )
 def test_nylas_base_url_from_host(
@@ -230,3 +239,87 @@ def test_no_request_is_sent_when_the_connection_is_invalid(
     with pytest.raises(ConnectionConfigError):
         make_dataverse_hook().whoami()
     assert len(rsps.calls) == 0
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "problem"),
+    [
+        ("http://127.0.0.1:8801", 9000, "names port 8801 but the Port field says 9000"),
+        ("https://api.us.nylas.com", 70000, "between 1 and 65535"),
+        ("https://api.us.nylas.com", -1, "between 1 and 65535"),
+    ],
+)
+def test_a_port_that_cannot_be_right_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, host: str, port: int, problem: str
+) -> None:
+    set_conn(monkeypatch, "nylas_default", nylas_connection(host=host, port=port))
+    with pytest.raises(ConnectionConfigError, match=problem):
+        NylasHook().get_conn()
+
+
+def test_dataverse_with_port_443_asks_entra_for_the_plain_environment_scope(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The form asks for the port; ":443" must not leak into the token scope or the API URL.
+    set_conn(monkeypatch, "dataverse_default", dataverse_connection(port=443))
+    settings = DataverseHook().settings
+    assert settings.scope == f"{DATAVERSE_URL}/.default"
+    assert settings.api_url == f"{DATAVERSE_URL}/api/data/v9.2/"
+
+
+@pytest.mark.parametrize(
+    "tenant", ["https://login.microsoftonline.com/contoso.onmicrosoft.com", "my tenant", "/" + TENANT_ID]
+)
+def test_dataverse_tenant_that_is_not_an_id_or_domain_is_named(
+    monkeypatch: pytest.MonkeyPatch, tenant: str
+) -> None:
+    set_conn(monkeypatch, "dataverse_default", dataverse_connection({"tenant_id": tenant}))
+    with pytest.raises(ConnectionConfigError, match="tenant_id' must be the Entra ID tenant"):
+        DataverseHook().get_conn()
+
+
+def test_dataverse_tenant_may_be_the_tenant_domain(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_conn(
+        monkeypatch, "dataverse_default", dataverse_connection({"tenant_id": " contoso.onmicrosoft.com "})
+    )
+    assert DataverseHook().settings.authority == f"{AUTHORITY_HOST}/contoso.onmicrosoft.com"
+
+
+def test_test_connection_explains_a_bad_connection_without_the_temporary_id(
+    monkeypatch: pytest.MonkeyPatch, rsps: responses.RequestsMock
+) -> None:
+    # The UI's Test button runs the hook under a random connection id; the text must make sense anyway.
+    set_conn(
+        monkeypatch, "xqzvbnwtrm", {**dataverse_connection(), "extra": {"authority_host": AUTHORITY_HOST}}
+    )
+    set_conn(monkeypatch, "kdjfhgurie", nylas_connection({"page_size": 500}))
+
+    dataverse_ok, dataverse_text = DataverseHook("xqzvbnwtrm").test_connection()
+    nylas_ok, nylas_text = NylasHook("kdjfhgurie").test_connection()
+
+    assert (dataverse_ok, nylas_ok) == (False, False)
+    assert dataverse_text.startswith("This connection has no extra 'tenant_id'")
+    assert nylas_text.startswith("This connection: extra 'page_size' must be an integer between 1 and 200")
+    assert "xqzvbnwtrm" not in dataverse_text
+    assert "kdjfhgurie" not in nylas_text
+    assert len(rsps.calls) == 0
+
+
+def test_test_connection_with_a_wrong_api_key_says_what_to_check(
+    monkeypatch: pytest.MonkeyPatch, rsps: responses.RequestsMock
+) -> None:
+    host = "https://nylas.sandbox.test"
+    set_conn(monkeypatch, "qpwoeirutz", nylas_connection(host=host, port=443))
+    rsps.get(
+        f"{host}/v3/grants",
+        status=401,
+        json={"request_id": "r-1", "error": {"type": "unauthorized", "message": "Unauthorized"}},
+    )
+
+    ok, text = NylasHook("qpwoeirutz").test_connection()
+
+    assert ok is False
+    assert "rejected the API key of this connection" in text
+    assert "check the key" in text
+    assert NYLAS_API_KEY not in text
+    assert "qpwoeirutz" not in text

@@ -74,13 +74,34 @@ def number_extra(
     return value
 
 
+# A URL names these ports by its scheme alone; the UI's Port field may repeat them (443 is its hint).
+_SCHEME_PORTS = {"http": 80, "https": 443}
+
+
+def port_field(port: object, *, conn_id: str) -> int | None:
+    """The connection's Port field: None when unset, else a TCP port, else a clear error.
+
+    0 counts as unset: Airflow's UI sends 0 for an empty Port when it tests a connection.
+    """
+    if port is None or port == "" or port == 0:
+        return None
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise ConnectionConfigError(
+            f"Connection {conn_id!r}: port must be a TCP port between 1 and 65535 (443 for https), "
+            f"got {port!r}"
+        )
+    return port
+
+
 def normalize_base_url(
     host: str | None, port: int | None, *, default: str | None, conn_id: str, field: str
 ) -> str:
     """An absolute base URL from the connection host: https when no scheme, no trailing slash.
 
-    ``port`` (the connection's separate Port field) is used when the host names none.
+    ``port`` (the connection's separate Port field) is used when the host names none, and must agree
+    with the host when it does. The scheme's own port (443 for https, 80 for http) is left out.
     """
+    port_number = port_field(port, conn_id=conn_id)
     text = (host or "").strip()
     if not text:
         if default is None:
@@ -101,10 +122,26 @@ def normalize_base_url(
         explicit_port = parts.port
     except ValueError:
         raise ConnectionConfigError(f"Connection {conn_id!r}: host {host!r} has an invalid port") from None
-    netloc = parts.netloc
-    if explicit_port is None and port:
-        netloc = f"{netloc}:{port}"
+    if explicit_port is not None and port_number is not None and explicit_port != port_number:
+        raise ConnectionConfigError(
+            f"Connection {conn_id!r}: host {host!r} names port {explicit_port} but the Port field says "
+            f"{port_number}; make them agree or clear one"
+        )
+    netloc = parts.netloc if explicit_port is None else parts.netloc.rsplit(":", 1)[0]
+    effective_port = explicit_port if explicit_port is not None else port_number
+    if effective_port is not None and effective_port != _SCHEME_PORTS[parts.scheme]:
+        netloc = f"{netloc}:{effective_port}"
     return f"{parts.scheme}://{netloc}{parts.path}".rstrip("/")
+
+
+def about_this_connection(text: str, conn_id: str) -> str:
+    """A ``test_connection`` message that says "this connection" instead of naming the connection id.
+
+    The UI's Test button runs the hook under a random temporary connection id, which would only confuse.
+    """
+    return text.replace(f"Connection {conn_id!r}", "This connection").replace(
+        f"connection {conn_id!r}", "this connection"
+    )
 
 
 def required_text(value: str | None, *, conn_id: str, what: str) -> str:

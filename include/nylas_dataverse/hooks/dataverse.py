@@ -27,7 +27,13 @@ import msal
 import requests
 
 from nylas_dataverse.hooks._base import RetryingServiceHook
-from nylas_dataverse.hooks._connection import normalize_base_url, number_extra, read_extras, required_text
+from nylas_dataverse.hooks._connection import (
+    about_this_connection,
+    normalize_base_url,
+    number_extra,
+    read_extras,
+    required_text,
+)
 from nylas_dataverse.hooks._retry import GiveUp, RetryBudget, RetryPolicy, send_with_retry
 from nylas_dataverse.hooks.errors import (
     ConnectionConfigError,
@@ -81,6 +87,8 @@ MAX_TOKEN_REFRESHES = 10
 MAX_FRESH_REFUSALS = 3
 MAX_PAGE_SIZE = 5000
 _ENTITY_SET = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# A tenant GUID or a verified domain; a URL or a pasted sentence is a mistake worth naming.
+_TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*")
 
 
 @dataclass(frozen=True)
@@ -195,6 +203,11 @@ class DataverseHook(RetryingServiceHook[DataverseSettings]):
                 f"Connection {conn_id!r} has no extra 'tenant_id'; "
                 "set it to the Entra ID tenant (directory) id."
             )
+        if not _TENANT.fullmatch(tenant_id.strip()):
+            raise ConnectionConfigError(
+                f"Connection {conn_id!r}: extra 'tenant_id' must be the Entra ID tenant (directory) id, a "
+                f"GUID, or its domain such as contoso.onmicrosoft.com; got {tenant_id!r}"
+            )
         authority = extras.get("authority_host", self.DEFAULT_AUTHORITY_HOST)
         settings = DataverseSettings(
             env_url=env_url,
@@ -241,11 +254,14 @@ class DataverseHook(RetryingServiceHook[DataverseSettings]):
         return {**super().counters(), "token_requests": self.token_requests}
 
     def test_connection(self) -> tuple[bool, str]:
-        """Read-only check used by the Airflow UI: get a token and call ``WhoAmI``."""
+        """Read-only check used by the Airflow UI: get a token and call ``WhoAmI``, no retries.
+
+        The UI waits for the answer, so a throttled or failing service is reported, not waited out.
+        """
         try:
-            who = self.whoami()
+            who = self.whoami(policy=RetryPolicy(max_attempts=1))
         except Exception as exc:  # the UI shows any failure, including a bad connection, as text
-            return False, self._redact(str(exc))
+            return False, about_this_connection(self._redact(str(exc)), self.dataverse_conn_id)
         return True, f"Connected to {self.settings.env_url} as user {who.get('UserId')}"
 
     # --- tokens -----------------------------------------------------------------------------------
@@ -320,9 +336,10 @@ class DataverseHook(RetryingServiceHook[DataverseSettings]):
 
     # --- API --------------------------------------------------------------------------------------
 
-    def whoami(self) -> dict[str, Any]:
-        """``GET WhoAmI`` → ``UserId``, ``BusinessUnitId``, ``OrganizationId``."""
-        return _json_object(self._request("GET", "WhoAmI", what="calling WhoAmI"), what="WhoAmI")
+    def whoami(self, *, policy: RetryPolicy | None = None) -> dict[str, Any]:
+        """``GET WhoAmI`` → ``UserId``, ``BusinessUnitId``, ``OrganizationId`` (``policy``: other retries)."""
+        response = self._request("GET", "WhoAmI", what="calling WhoAmI", policy=policy)
+        return _json_object(response, what="WhoAmI")
 
     def user_privileges(self, user_id: str) -> list[dict[str, Any]]:
         """``RetrieveUserPrivileges``: every privilege the user holds through its roles, with its depth."""
@@ -518,6 +535,7 @@ class DataverseHook(RetryingServiceHook[DataverseSettings]):
         data: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         batch: bool = False,
+        policy: RetryPolicy | None = None,
     ) -> requests.Response:
         """Send one Web API request: token, concurrency cap, retries, one token refresh on 401."""
         session = self.get_conn()
@@ -556,7 +574,7 @@ class DataverseHook(RetryingServiceHook[DataverseSettings]):
             try:
                 response = send_with_retry(
                     send,
-                    policy=self.retry_policy,
+                    policy=policy or self.retry_policy,
                     describe=describe,
                     give_up=lambda outcome: self._give_up_error(outcome, what),
                     stats=self._stats,

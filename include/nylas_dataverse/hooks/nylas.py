@@ -17,7 +17,13 @@ from urllib.parse import quote
 import requests
 
 from nylas_dataverse.hooks._base import RetryingServiceHook
-from nylas_dataverse.hooks._connection import normalize_base_url, number_extra, read_extras, required_text
+from nylas_dataverse.hooks._connection import (
+    about_this_connection,
+    normalize_base_url,
+    number_extra,
+    read_extras,
+    required_text,
+)
 from nylas_dataverse.hooks._retry import RETRYABLE_STATUSES, GiveUp, RetryPolicy, send_with_retry
 from nylas_dataverse.hooks.errors import (
     NylasApiKeyError,
@@ -153,7 +159,7 @@ class NylasHook(RetryingServiceHook[NylasSettings]):
                 "/v3/grants", params={"limit": 1}, what="listing grants", policy=RetryPolicy(max_attempts=1)
             )
         except Exception as exc:  # the UI shows any failure, including a bad connection, as text
-            return False, self._redact(str(exc))
+            return False, about_this_connection(self._redact(str(exc)), self.nylas_conn_id)
         return True, f"Connected to the Nylas API at {self.base_url}"
 
     # --- API --------------------------------------------------------------------------------------

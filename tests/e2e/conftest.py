@@ -1,0 +1,181 @@
+"""What the browser tests share: one `make airflow` on free ports, a headless Chromium, a logged-in page.
+
+The local Airflow runs ``scripts/local_airflow.py`` with its own AIRFLOW_HOME, sandbox state and staging in
+a temp folder (nothing in .airflow/ or .sandbox/ is touched) and is stopped with Ctrl-C's SIGINT at the end
+of the session, which must stop everything it started. ``test_ui_backfill.py`` still has module-scoped
+copies of these fixtures, which win inside that module; without them both modules share one Airflow.
+
+Skipped unless ``-m e2e`` is given (``make test-e2e``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support import expected_conditions as ec
+from selenium.webdriver.support.ui import WebDriverWait
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+READY_LINE = "Airflow is ready"
+STARTUP_TIMEOUT_S = 420  # 20-40 s on an idle 2-core machine; much longer when it is shared
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _only_when_selected(request: pytest.FixtureRequest) -> None:
+    if "e2e" not in (request.config.option.markexpr or ""):
+        pytest.skip("browser test: run it with `make test-e2e` (pytest -m e2e tests/e2e)")
+
+
+@dataclass
+class LocalAirflow:
+    base_url: str
+    password: str
+    home: Path
+    staging: Path
+    output: Path
+    artifacts: Path
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_for(what: str, condition: Callable[[], Any], timeout: float, interval: float = 1.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def local_airflow(request: pytest.FixtureRequest) -> Iterator[LocalAirflow]:
+    workdir = Path(tempfile.mkdtemp(prefix="nylas-dataverse-e2e-"))
+    failures_before = request.session.testsfailed
+    home, staging, output = workdir / "airflow", workdir / "staging", workdir / "local_airflow.out"
+    port = _free_port()
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("AIRFLOW_", "AIRFLOW__", "NYLAS_DATAVERSE_", "LOCAL_AIRFLOW_"))
+    }
+    command = [
+        sys.executable,
+        str(PROJECT_ROOT / "scripts" / "local_airflow.py"),
+        *("--port", str(port), "--airflow-home", str(home), "--sandbox-state", str(workdir / "sandbox")),
+        *("--staging", str(staging), "--free-sandbox-ports"),
+    ]
+    with output.open("wb") as out:
+        process = subprocess.Popen(
+            command, cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def ready() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"local_airflow.py exited with {process.returncode}:\n{output.read_text()}")
+        return READY_LINE in output.read_text()
+
+    try:
+        _wait_for("local_airflow.py to report ready", ready, STARTUP_TIMEOUT_S)
+        password = json.loads((home / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
+        yield LocalAirflow(f"http://127.0.0.1:{port}", password, home, staging, output, workdir / "artifacts")
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)  # what Ctrl-C sends; the script stops what it started
+            try:
+                process.wait(timeout=90)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        stopped_cleanly = process.returncode == 0 and "Stopped Airflow and the sandbox." in output.read_text()
+        if not stopped_cleanly or request.session.testsfailed > failures_before:
+            capture = request.config.pluginmanager.get_plugin("capturemanager")
+            with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+                print(f"\nlocal_airflow.py output, Airflow logs and failure evidence kept in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    assert stopped_cleanly, output.read_text()[-3000:] if output.exists() else "no output"
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        assert sock.connect_ex(("127.0.0.1", port)) != 0, "the API server still listens after Ctrl-C"
+
+
+def _chromium() -> tuple[str, str]:
+    browser = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = os.environ.get("CHROMEDRIVER") or shutil.which("chromedriver")
+    if not browser or not driver:
+        pytest.fail(
+            "chromium and chromedriver are needed: run `make test-e2e`, which installs Debian's "
+            "chromium and chromium-driver, or set CHROMIUM and CHROMEDRIVER to their paths"
+        )
+    return browser, driver
+
+
+@pytest.fixture(scope="session")
+def browser(local_airflow: LocalAirflow) -> Iterator[WebDriver]:
+    binary, driver_path = _chromium()
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):
+        options.add_argument(argument)
+    # An explicit driver path keeps Selenium Manager from trying to download one.
+    driver = webdriver.Chrome(options=options, service=Service(driver_path))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _type_into(driver: WebDriver, locator: tuple[str, str], text: str) -> None:
+    """Type into a field the React app may still be re-rendering; check that the text landed."""
+    for _ in range(5):
+        try:
+            box = WebDriverWait(driver, 30).until(ec.element_to_be_clickable(locator))
+            box.clear()
+            box.send_keys(text)
+            if box.get_attribute("value") == text:
+                return
+        except StaleElementReferenceException:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"could not type into {locator}")
+
+
+@pytest.fixture(scope="session")
+def logged_in(browser: WebDriver, local_airflow: LocalAirflow) -> WebDriver:
+    try:
+        browser.get(f"{local_airflow.base_url}/")
+        wait = WebDriverWait(browser, 60)
+        _type_into(browser, (By.NAME, "username"), "admin")
+        _type_into(browser, (By.NAME, "password"), local_airflow.password)
+        wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "button[type=submit]"))).click()
+        wait.until(lambda d: "/auth/login" not in d.current_url)
+        wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, "[data-testid=nav-dags-link]")))
+    except BaseException:
+        local_airflow.artifacts.mkdir(parents=True, exist_ok=True)
+        browser.save_screenshot(str(local_airflow.artifacts / "login.png"))
+        raise
+    return browser
