@@ -126,6 +126,10 @@ def _day(value: object) -> dt.date | None:
         return None
 
 
+def _list(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def clip(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -635,6 +639,7 @@ class GrantSummary:
     last_expired_at: dt.datetime | None = None  # newest run that failed with grant_expired
     unresolved_week: int = 0  # distinct unresolved addresses of the week ending on the newest day
     unresolved_week_through: dt.date | None = None
+    unreadable: tuple[str, ...] = ()  # entry files seen but not usable (counted as covered)
 
     def daily_by_day(self) -> dict[dt.date, DailyRow]:
         return {row.day: row for row in self.daily}
@@ -645,6 +650,7 @@ class GrantSummary:
         names = {row.source for row in self.daily if row.source}
         for day_sources in self.realtime_sources.values():
             names.update(day_sources)
+        names.update(self.unreadable)
         return frozenset(names)
 
     def to_json(self) -> dict[str, Any]:
@@ -671,6 +677,7 @@ class GrantSummary:
             "realtime_fields": list(REALTIME_FIELDS),
             "realtime": [row.to_row() for row in self.realtime],
             "realtime_sources": {day: list(names) for day, names in sorted(self.realtime_sources.items())},
+            "unreadable": list(self.unreadable),
         }
 
     @classmethod
@@ -713,6 +720,7 @@ class GrantSummary:
             last_expired_at=_when(data.get("last_expired_at")),
             unresolved_week=_int(data.get("unresolved_week")),
             unresolved_week_through=_day(data.get("unresolved_week_through")),
+            unreadable=tuple(str(name) for name in _list(data.get("unreadable"))),
         )
 
 
@@ -724,6 +732,7 @@ def build_summary(
     realtime_days: Iterable[RealtimeDay] = (),
     realtime_sources: Mapping[str, tuple[str, ...]] | None = None,
     read_entries: Iterable[RunEntry] = (),
+    unreadable: Iterable[str] = (),
     previous: GrantSummary | None,
     now: dt.datetime,
     keep_days: int = KEEP_DAYS,
@@ -799,6 +808,7 @@ def build_summary(
         last_expired_at=max(expiries, default=None),
         unresolved_week=len(unresolved),
         unresolved_week_through=week_through,
+        unreadable=tuple(sorted(unreadable)),
     )
 
 
