@@ -18,7 +18,7 @@ from nylas_dataverse.pipeline.alerts import check_alerts
 from nylas_dataverse.pipeline.summary import SummaryStore
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-NOTIFIERS = Path(__file__).resolve().parent / "notifiers"
+NOTIFIERS = Path(__file__).resolve().parent / "support"
 RECORDING = "recording_notifier.RecordingNotifier"
 
 GRANTS = """

@@ -293,14 +293,15 @@ def test_the_strip_covers_thirty_complete_days_with_one_state_each() -> None:
     assert row.problem_days == 28
 
 
-def test_the_week_adds_daily_and_realtime_counts_and_throttling() -> None:
+def test_the_week_adds_daily_and_realtime_counts_and_throttling_up_to_today() -> None:
     daily_rows = rows(
         daily(dt.date(2026, 11, 30), created=5, throttled=2, throttle_wait_s=4.0),
-        daily(dt.date(2026, 11, 24), created=1),
-        daily(dt.date(2026, 11, 23), created=100),  # eight days back: outside
+        daily(dt.date(2026, 11, 25), created=1),
+        daily(dt.date(2026, 11, 24), created=100),  # seven days before today: outside
     )
     realtime = [
-        RealtimeDay(dt.date(2026, 11, 30), 2, Counts(3, 3, 0, 0, 0), throttled=1, throttle_wait_s=1.0)
+        RealtimeDay(dt.date(2026, 12, 1), 2, Counts(3, 3, 0, 0, 0), throttled=1, throttle_wait_s=1.0),  # today
+        RealtimeDay(dt.date(2026, 11, 20), 1, Counts(7, 7, 0, 0, 0)),
     ]
     built = health.build_summary("alice", daily_rows, realtime_days=realtime, previous=None, now=NOW)
 
@@ -309,7 +310,7 @@ def test_the_week_adds_daily_and_realtime_counts_and_throttling() -> None:
     assert row.counts.created == 5 + 1 + 3
     assert (row.throttled, row.throttle_wait_s) == (3, 5.0)
     month = health.overview_row(GRANT, built, None, now=NOW, window_days=30)
-    assert month.counts.created == 109
+    assert month.counts.created == 5 + 1 + 100 + 3 + 7
 
 
 def test_a_grant_without_any_summary_is_listed_with_no_runs() -> None:

@@ -11,8 +11,9 @@ Words used here:
 - a **daily** entry is the run of one UTC day (label ``2026-11-03``); a **realtime** entry is one grant's
   part of a webhook batch (label ``realtime-<batch id>``), counted under the UTC day it was processed.
 - the **strip** is the last ``STRIP_DAYS`` complete UTC days (ending yesterday), one ``DayState`` each;
-  the **week** is its last ``WEEK_DAYS`` days. Counts "last 7 days" add daily and real-time entries of
-  the week.
+  counts of the "last 7 days" add the daily and real-time entries of the ``WEEK_DAYS`` days ending today
+  (today has real-time entries only); the unresolved addresses are those of the week ending on the newest
+  daily run's day.
 - **grant status**: ``expired`` when the newest evidence about the grant is that it expired or was
   revoked (a run that failed with ``grant_expired``, or a ``grant.expired`` notification) and no run
   succeeded after it; ``failing`` when its newest daily run failed for another reason and gave up;
@@ -955,17 +956,18 @@ def overview_row(
         else:
             strip.append(StripDay(day, DayState.MISSING))
 
-    window_start = as_of - dt.timedelta(days=window_days - 1)
+    today = as_of + dt.timedelta(days=1)
+    window_start = today - dt.timedelta(days=window_days - 1)
     counts = Counts()
     throttled, waited = 0, 0.0
     if summary is not None:
         for daily_row in summary.daily:
-            if window_start <= daily_row.day <= as_of:
+            if window_start <= daily_row.day <= today:
                 counts += daily_row.counts or Counts()
                 throttled += daily_row.throttled
                 waited += daily_row.throttle_wait_s
         for realtime_row in summary.realtime:
-            if window_start <= realtime_row.day <= as_of:
+            if window_start <= realtime_row.day <= today:
                 counts += realtime_row.counts
                 throttled += realtime_row.throttled
                 waited += realtime_row.throttle_wait_s
