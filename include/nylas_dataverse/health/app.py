@@ -32,6 +32,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.gzip import GZipMiddleware
 
 from nylas_dataverse.core import health
 from nylas_dataverse.core.config import GrantConfig
@@ -133,6 +134,8 @@ def create_app(
         openapi_url=None,
     )
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    # The overview of a thousand grants is a few MB of HTML that compresses about tenfold.
+    app.add_middleware(GZipMiddleware, minimum_size=2048)
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next: Callable[[Request], Any]) -> Response:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -132,10 +134,41 @@ class Pages:
             trim_blocks=True,
             lstrip_blocks=True,
         )
-        self.env.globals.update(seconds=seconds, age=seconds)
+        self.env.globals.update(seconds=seconds, age=seconds, strip_html=strip_html)
 
     def render(self, template: str, **context: Any) -> str:
         return self.env.get_template(template).render(**context)
+
+
+STATE_LABELS = {
+    health.DayState.SYNCED: "synced",
+    health.DayState.MESSAGES_FAILED: "synced, some messages failed",
+    health.DayState.RUN_FAILED: "run failed",
+    health.DayState.RETRYING: "failed attempt, retrying",
+    health.DayState.MISSING: "no run",
+    health.DayState.NOT_STARTED: "before the start date",
+}
+
+
+def strip_html(cells: Sequence[health.StripDay]) -> Markup:
+    """The calendar strip: one cell per day with its state in a tooltip, and a sentence for screen readers.
+
+    Built here rather than in a template: the overview of 1,000 grants has 30,000 cells.
+    """
+    tally = Counter(cell.state for cell in cells)
+    summary = ", ".join(f"{count} {STATE_LABELS[state]}" for state, count in tally.most_common())
+    parts = [f'<span class="strip" role="img" aria-label="last {len(cells)} days: {escape(summary)}">']
+    for cell in cells:
+        title = f"{cell.day.isoformat()}: {STATE_LABELS[cell.state]}"
+        if cell.created:
+            title += f", {cell.created} created"
+        if cell.failed:
+            title += f", {cell.failed} failed"
+        if cell.failure_kind:
+            title += f" ({cell.failure_kind})"
+        parts.append(f'<i class="cell {cell.state.value}" title="{escape(title)}"></i>')
+    parts.append("</span>")
+    return Markup("".join(parts))  # noqa: S704 - every variable part above is escaped
 
 
 def run_link(airflow: str, entry: health.RunEntry, dag_id: str) -> Markup:

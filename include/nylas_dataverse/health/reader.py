@@ -1,7 +1,7 @@
 """What the health page shows, read from staging through ``ObjectStoragePath`` (so object storage works).
 
-- the **overview** reads one summary per grant (``_summary/<key>.json``, in parallel) and the grant-status
-  markers the webhook receiver wrote (one listing of ``_realtime/grant_status/``);
+- the **overview** reads one summary per grant (``_summary/<key>.json``, concurrently on object stores)
+  and the grant-status markers the webhook receiver wrote (one listing of ``_realtime/grant_status/``);
 - a **grant's page** adds the grant's entries of the last ``STRIP_DAYS`` days (failed messages,
   unresolved addresses) and the newest run's ledger (links to the created rows);
 - the **real-time inbox** is ``inbox.py``'s.
@@ -11,14 +11,16 @@ Only grants in the grants file are shown, and only those the caller passes as re
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import gc
 import json
 import logging
 import threading
-from collections.abc import Callable, Collection, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from airflow.sdk import ObjectStoragePath
 
@@ -30,7 +32,6 @@ from nylas_dataverse.pipeline.summary import SummaryStore
 
 log = logging.getLogger(__name__)
 
-READ_THREADS = 16  # object stores answer one small GET in tens of milliseconds: read many at once
 MAX_RECORD_LINKS = 50
 
 
@@ -98,6 +99,55 @@ class GrantPage:
     entries: list[health.RunEntry] = field(default_factory=list)
 
 
+def _fingerprint(item: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What tells a changed summary from the one read before: the store's ETag, else size and mtime."""
+    etag = item.get("ETag") or item.get("etag") or item.get("md5")
+    modified = item.get("mtime") or item.get("LastModified") or item.get("last_modified")
+    return (item.get("size"), str(etag) if etag else None, str(modified) if modified else None)
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+class SummaryCache:
+    """Parsed summaries by file and fingerprint, shared by the requests of one API server process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: dict[tuple[str, str], tuple[tuple[Any, ...], dt.date | None, health.GrantSummary]] = {}
+
+    def get(
+        self, folder: str, name: str, fingerprint: tuple[Any, ...], since: dt.date | None
+    ) -> health.GrantSummary | None:
+        with self._lock:
+            item = self._items.get((folder, name))
+        if item is None or item[0] != fingerprint or item[1] != since:
+            return None
+        return item[2]
+
+    def put(
+        self,
+        folder: str,
+        name: str,
+        fingerprint: tuple[Any, ...],
+        since: dt.date | None,
+        summary: health.GrantSummary,
+    ) -> None:
+        with self._lock:
+            self._items[(folder, name)] = (fingerprint, since, summary)
+
+
+SHARED_CACHE = SummaryCache()
+
+
 class HealthReader:
     """Reads the health page's data under one staging root. Creating one does no I/O."""
 
@@ -106,12 +156,12 @@ class HealthReader:
         root: ObjectStoragePath,
         *,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
-        threads: int = READ_THREADS,
+        cache: SummaryCache = SHARED_CACHE,
     ) -> None:
         self.root = root
         self.store = SummaryStore(root, clock=clock)
         self.clock = clock
-        self.threads = threads
+        self.cache = cache
 
     def _markers(self, grants: Sequence[GrantConfig]) -> dict[str, health.StatusMarker]:
         """Markers of these grants; one listing, and reads only of the markers that exist."""
@@ -128,12 +178,60 @@ class HealthReader:
                     markers[grant.key] = marker
         return markers
 
-    def summaries(self, grants: Sequence[GrantConfig]) -> dict[str, health.GrantSummary | None]:
-        if len(grants) <= 1 or self.threads <= 1:
-            return {grant.key: self.store.read_summary(grant.key) for grant in grants}
-        with ThreadPoolExecutor(max_workers=min(self.threads, len(grants))) as pool:
-            found = pool.map(lambda grant: (grant.key, self.store.read_summary(grant.key)), grants)
-            return dict(found)
+    def summaries(
+        self, grants: Sequence[GrantConfig], *, since: dt.date | None = None
+    ) -> dict[str, health.GrantSummary | None]:
+        """Every grant's summary (the days on or after ``since``).
+
+        One listing of ``_summary/`` says which summaries exist and whether they changed since this process
+        last read them (size and modification time, or the object store's ETag); only the changed ones are
+        fetched, in one ``cat`` call (object stores' filesystems fetch them concurrently).
+        """
+        fs = self.root.fs
+        folder = f"{str(self.root.path).rstrip('/')}/{layout.SUMMARY_DIR}"
+        found: dict[str, health.GrantSummary | None] = {grant.key: None for grant in grants}
+        try:
+            listing = {
+                str(item["name"]).rsplit("/", 1)[-1]: _fingerprint(item)
+                for item in fs.ls(folder, detail=True)
+                if item.get("type") == "file"
+            }
+        except (FileNotFoundError, NotADirectoryError):
+            return found
+        wanted: dict[str, tuple[str, tuple[Any, ...]]] = {}
+        for grant in grants:
+            name = f"{grant.key}.json"
+            if name not in listing:
+                continue
+            cached = self.cache.get(folder, name, listing[name], since)
+            if cached is not None:
+                found[grant.key] = cached
+            else:
+                wanted[f"{folder}/{name}"] = (grant.key, listing[name])
+        if not wanted:
+            return found
+        try:
+            blobs = fs.cat(list(wanted), on_error="omit")
+        except FileNotFoundError:
+            blobs = {}
+        if isinstance(blobs, bytes):  # fsspec answers one path with its bytes
+            blobs = {next(iter(wanted)): blobs}
+        by_name = {str(path).rsplit("/", 1)[-1]: blob for path, blob in blobs.items()}
+        with _collector_paused():  # tens of thousands of small objects: the cyclic GC would double the time
+            for path, (key, fingerprint) in wanted.items():
+                name = path.rsplit("/", 1)[-1]
+                blob = by_name.get(name)
+                if blob is None:
+                    continue
+                try:
+                    summary = health.GrantSummary.from_json(json.loads(blob), since=since)
+                except (ValueError, UnicodeDecodeError):
+                    log.warning("The summary of %s is not readable; the grant's next run rewrites it", key)
+                    continue
+                found[key] = summary
+                if summary is not None:
+                    self.cache.put(folder, name, fingerprint, since, summary)
+        return found
 
     def overview(
         self,
@@ -148,7 +246,7 @@ class HealthReader:
     ) -> Overview:
         chosen = list(grants)
         now = self.clock()
-        summaries = self.summaries(chosen)
+        summaries = self.summaries(chosen, since=health.strip_days(health.last_complete_day(now))[0])
         markers = self._markers(chosen)
         rows = [
             health.overview_row(
@@ -175,9 +273,9 @@ class HealthReader:
     def grant_page(self, grant: GrantConfig) -> GrantPage:
         now = self.clock()
         info = grant_info(grant)
-        summary = self.store.read_summary(grant.key)
-        marker = self._markers([grant]).get(grant.key)
         since = health.last_complete_day(now) - dt.timedelta(days=health.STRIP_DAYS - 1)
+        summary = self.summaries([grant], since=since)[grant.key]
+        marker = self._markers([grant]).get(grant.key)
         entries = self.store.entries(grant.key, since=since)
         failures = [(entry, message) for entry in entries for message in entry.failed_messages]
         run_failures = [entry for entry in entries if entry.failure is not None]

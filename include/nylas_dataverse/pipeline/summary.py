@@ -18,7 +18,8 @@ them with the names the summary says it was built from; on any difference it reb
 with jitter). The last writer therefore always leaves a summary that covers every entry written before
 its check, and an entry written after it comes with its own writer and its own check. A writer that
 dies between its entry and its summary leaves the entry, which the next write of that grant picks up.
-Superseded versions and entries older than ``KEEP_DAYS`` are pruned by the writers.
+Superseded versions and entries older than ``KEEP_DAYS`` are pruned by the writers; the summary itself
+keeps the last ``SUMMARY_DAYS`` days (what the pages show) and remembers the newest synced day.
 
 Nothing here is allowed to fail a run: the callers log and carry on if the staging store refuses.
 """
@@ -216,7 +217,8 @@ class SummaryStore:
         return summary
 
     def _kept_daily(self, grant_key: str, now: dt.datetime) -> dict[str, EntryName]:
-        oldest = now.date() - dt.timedelta(days=health.KEEP_DAYS)
+        """The newest entry of every daily run the summary shows (its last ``SUMMARY_DAYS`` days)."""
+        oldest = now.date() - dt.timedelta(days=health.SUMMARY_DAYS)
         return {
             label: name
             for label, name in _newest(self._daily_names(grant_key)).items()
