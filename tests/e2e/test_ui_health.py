@@ -206,7 +206,8 @@ def test_the_overview_shows_the_failure_the_unresolved_addresses_and_the_expired
         carol = _row(driver, "carol")
         assert carol.get_attribute("data-status") == "expired"
         assert "expired or revoked" in carol.text
-        yesterday = carol.find_elements(By.CSS_SELECTOR, ".strip .cell")[-1]  # the strip ends yesterday
+        # The day the test ran carol for (the strip ends with the last complete day, later after midnight).
+        yesterday = carol.find_element(By.CSS_SELECTOR, f".strip .cell[title^='{YESTERDAY.isoformat()}:']")
         assert yesterday.get_attribute("title").startswith(f"{YESTERDAY.isoformat()}: run failed")
         assert "run_failed" in yesterday.get_attribute("class").split()
         alice = _row(driver, "alice")
@@ -234,7 +235,13 @@ def test_the_overview_shows_the_failure_the_unresolved_addresses_and_the_expired
         wait.until(lambda d: "sort=created" in d.current_url)
         first = driver.find_elements(By.CSS_SELECTOR, "tr[data-grant]")[0]
         assert first.get_attribute("data-grant") == "alice"  # most created first
+
+        # A grant's page opens inside the UI; its link to the DAG leaves the iframe for Airflow's own page.
+        driver.find_element(By.LINK_TEXT, "Alice (google)").click()
+        wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, "[data-testid=failed-messages]")))
+        driver.find_element(By.PARTIAL_LINK_TEXT, "DAG nylas_to_dataverse__alice").click()
         driver.switch_to.default_content()
+        wait.until(lambda d: d.current_url.rstrip("/").endswith("/dags/nylas_to_dataverse__alice"))
 
 
 def test_a_grants_page_shows_the_failed_message_the_addresses_and_the_runs(

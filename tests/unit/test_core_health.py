@@ -300,7 +300,9 @@ def test_the_week_adds_daily_and_realtime_counts_and_throttling_up_to_today() ->
         daily(dt.date(2026, 11, 24), created=100),  # seven days before today: outside
     )
     realtime = [
-        RealtimeDay(dt.date(2026, 12, 1), 2, Counts(3, 3, 0, 0, 0), throttled=1, throttle_wait_s=1.0),  # today
+        RealtimeDay(
+            dt.date(2026, 12, 1), 2, Counts(3, 3, 0, 0, 0), throttled=1, throttle_wait_s=1.0
+        ),  # today
         RealtimeDay(dt.date(2026, 11, 20), 1, Counts(7, 7, 0, 0, 0)),
     ]
     built = health.build_summary("alice", daily_rows, realtime_days=realtime, previous=None, now=NOW)
