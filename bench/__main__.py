@@ -1,4 +1,4 @@
-"""``make bench``: measure the six figures against a sandbox in its own process; see docs/benchmarks.md."""
+"""``make bench``: measure the figures (most against a sandbox in its own process); see docs/benchmarks.md."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from bench.machine import describe_machine
 from bench.sandbox_process import SandboxProcess
 
 RESULTS = PROJECT_ROOT / "bench" / "results.json"
-FIGURES = ("transform", "e2e", "throttled", "multi_grant", "memory")
+FIGURES = ("transform", "e2e", "throttled", "multi_grant", "memory", "dashboard")
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -29,6 +29,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--only", choices=FIGURES, action="append", help="measure only these (repeatable)")
     parser.add_argument("--output", type=Path, default=RESULTS, help=f"default {RESULTS}")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder (logs, staging)")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="update --output in place: keep the figures of an earlier run that are not measured now",
+    )
     return parser.parse_args(argv)
 
 
@@ -72,6 +77,11 @@ def main(argv: list[str] | None = None) -> int:
                 measured["multi_grant"] = figures.multi_grant(harness, plan)
             if "memory" in wanted:
                 measured["memory"] = figures.peak_memory(harness, plan)
+            if "dashboard" in wanted:
+                from bench import dashboard
+
+                sizes = dashboard.QUICK if args.quick else {}
+                measured["dashboard"] = dashboard.measure(workdir / "dashboard", **sizes)
     finally:
         if args.keep:
             say(f"Kept {workdir}")
@@ -79,12 +89,30 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
 
     results = _results(measured, plan, quick=args.quick, seconds=time.monotonic() - started)
+    if args.merge and args.output.exists():
+        results = _merged(json.loads(args.output.read_text()), results)
     args.output.write_text(json.dumps(results, indent=2) + "\n")
     print()
     print(_table(results))
     print()
-    say(f"Wrote {args.output} in {results['bench_seconds'] / 60:.1f} min")
+    say(f"Wrote {args.output} in {(time.monotonic() - started) / 60:.1f} min")
     return 0
+
+
+_RUN_KEYS = ("date", "machine", "quick", "bench_seconds", "plan")
+
+
+def _merged(earlier: dict[str, Any], now: dict[str, Any]) -> dict[str, Any]:
+    """``now``'s figures over ``earlier``'s; the run's date and machine stay those of the full run, and the
+    merged run is listed under ``merged_runs`` with its own."""
+    merged = {**earlier, **{key: value for key, value in now.items() if key not in _RUN_KEYS}}
+    merged["details"] = {**earlier.get("details", {}), **now.get("details", {})}
+    run = {key: now[key] for key in _RUN_KEYS if key in now and key != "plan"}
+    merged["merged_runs"] = [
+        *earlier.get("merged_runs", []),
+        {**run, "figures": sorted(now.get("details", {}))},
+    ]
+    return merged
 
 
 def _results(measured: dict[str, Any], plan: Any, *, quick: bool, seconds: float) -> dict[str, Any]:
@@ -128,6 +156,11 @@ def _results(measured: dict[str, Any], plan: Any, *, quick: bool, seconds: float
         results["multi_grant_429s_with_pool"] = pooled["server_429s"]
         results["multi_grant_emails_per_s_without_pool"] = modes["without_pool"]["emails_per_s"]
         results["multi_grant_emails_per_s_with_pool"] = pooled["emails_per_s"]
+    if "dashboard" in measured:
+        dashboard_figures = measured["dashboard"]
+        results["dashboard_overview_s"] = dashboard_figures["overview_s"]
+        results["dashboard_overview_warm_s"] = dashboard_figures["overview_data_warm_s"]
+        results["dashboard_summary_write_s"] = dashboard_figures["summary_write_s"]
     results["details"] = measured
     results["plan"] = {k: v for k, v in vars(plan).items()}
     return results
@@ -181,6 +214,14 @@ def _table(results: dict[str, Any]) -> str:
         ("several grants: 429s with pool", value("multi_grant_429s_with_pool"), "", ""),
         ("several grants: emails/s without pool", value("multi_grant_emails_per_s_without_pool"), "", ""),
         ("several grants: emails/s with pool", value("multi_grant_emails_per_s_with_pool"), "", ""),
+        (
+            "sync health overview, 1,000 grants x 90 days",
+            value("dashboard_overview_s", "{} s"),
+            "< 1 s",
+            met("dashboard_overview_s", lambda v: v < 1.0),
+        ),
+        ("  the next request (summaries cached)", value("dashboard_overview_warm_s", "{} s"), "", ""),
+        ("  what a report adds (entry + summary)", value("dashboard_summary_write_s", "{} s"), "", ""),
     ]
     if "throttled_settings" in results:
         settings = results["throttled_settings"]
@@ -203,6 +244,8 @@ def _table(results: dict[str, Any]) -> str:
         f"{results['date']}, {machine['cpu_model']}, {machine['cores']} cores, {machine['ram_gib']} GiB, "
         f"Python {machine['python']}"
     )
+    for run in results.get("merged_runs", []):
+        lines.append(f"  {', '.join(run['figures'])} measured {run['date']} on {run['machine']['cpu_model']}")
     return "\n".join(lines)
 
 

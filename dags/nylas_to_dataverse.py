@@ -14,6 +14,7 @@ from nylas_dataverse.pipeline.settings import load_grants
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 _wanted = get_parsing_context().dag_id
-for _grant in load_grants(PROJECT_ROOT).grants:
+_config = load_grants(PROJECT_ROOT)
+for _grant in _config.grants:
     if _grant.enabled and _wanted in (None, _grant.dag_id):
-        build_dag(_grant, PROJECT_ROOT)
+        build_dag(_grant, PROJECT_ROOT, alerts=_config.alerts)

@@ -32,6 +32,12 @@ Shape::
         enabled: true                       # optional
         display_name: "Alice's mailbox"     # optional
         # any key of `defaults` may be overridden here; `policy` is merged key by key
+    alerts:                # optional: Airflow notifiers for every grant's failures
+      on_failure:          # a task of a grant's run failed and will not be retried
+        - notifier: airflow.providers.smtp.notifications.smtp.SmtpNotifier   # any BaseNotifier, by class path
+          kwargs: {to: data-platform@contoso.example}                       # its constructor's arguments
+      grant_expired:       # instead of on_failure when the grant expired or was revoked
+        - notifier: ...
 
 Rules:
 
@@ -47,6 +53,10 @@ Rules:
 - Addresses and domains are casefolded (the same comparison every other module uses); domains match
   exactly, subdomains are not implied.
 - Integers must be YAML integers (`true` is not 1); dates are YAML dates or `YYYY-MM-DD` strings.
+- `alerts` is checked for shape here (event names, a dotted class path, a mapping of keyword arguments
+  with string keys); a bad `alerts` section is an error for the whole file, like a bad `defaults`.
+  Whether the class can be imported and takes those arguments is checked where Airflow is at hand
+  (`pipeline/alerts.py`, reported by the config-check DAG).
 """
 
 from __future__ import annotations
@@ -77,6 +87,7 @@ REALTIME_DAG_ID = f"{DAG_ID_PREFIX}realtime"
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
 _DOMAIN = re.compile(r"[^@\s]+\.[^@\s]+")
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_CLASS_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+")
 
 
 @dataclass(frozen=True)
@@ -146,10 +157,35 @@ class ConfigError(PipelineError):
         return (type(self), (self.source, self.grant, self.key, self.message))
 
 
+ALERT_EVENTS = ("on_failure", "grant_expired")
+
+
+@dataclass(frozen=True)
+class NotifierConfig:
+    """One notifier of the ``alerts`` section: an Airflow ``BaseNotifier`` subclass and its arguments."""
+
+    class_path: str
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    on_failure: tuple[NotifierConfig, ...] = ()
+    grant_expired: tuple[NotifierConfig, ...] = ()
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.on_failure or self.grant_expired)
+
+    def notifiers(self) -> tuple[NotifierConfig, ...]:
+        return (*self.on_failure, *self.grant_expired)
+
+
 @dataclass(frozen=True)
 class ConfigResult:
     grants: tuple[GrantConfig, ...]
     errors: tuple[ConfigError, ...]
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
 
 
 class _InvalidValueError(Exception):
@@ -332,7 +368,7 @@ _GRANT_OWN_KEYS: dict[str, Validator] = {
     "display_name": _optional_text,
 }
 _REQUIRED_GRANT_KEYS = ("key", "grant_id", "start_date")
-_TOP_LEVEL_KEYS = ("defaults", "grants")
+_TOP_LEVEL_KEYS = ("defaults", "grants", "alerts")
 _DEFAULTS_KEYS = (*_SETTING_KEYS, "policy")
 _GRANT_KEYS = (*_GRANT_OWN_KEYS, *_SETTING_KEYS, "policy")
 # Every field of a valid grant is replaced from validated values; this only supplies the type.
@@ -448,6 +484,55 @@ def _defaults(value: object) -> _Overrides:
     return _section_overrides(value, _DEFAULTS_KEYS, "defaults.")
 
 
+def _notifier(value: object, prefix: str) -> NotifierConfig:
+    if not isinstance(value, dict):
+        raise _InvalidValueError(
+            prefix.rstrip("."),
+            f"must be a mapping with 'notifier' and optional 'kwargs' (got {_describe(value)})",
+        )
+    _check_keys(value, ("notifier", "kwargs"), prefix)
+    path = value.get("notifier")
+    if not isinstance(path, str) or not _CLASS_PATH.fullmatch(path.strip()):
+        raise _InvalidValueError(
+            f"{prefix}notifier",
+            "must be the class path of an Airflow notifier, like "
+            f"airflow.providers.smtp.notifications.smtp.SmtpNotifier (got {_describe(path)})",
+        )
+    kwargs = value.get("kwargs", {})
+    if kwargs is None:
+        kwargs = {}
+    if not isinstance(kwargs, dict) or not all(isinstance(name, str) and name for name in kwargs):
+        raise _InvalidValueError(
+            f"{prefix}kwargs", f"must be a mapping of argument names to values (got {_describe(kwargs)})"
+        )
+    return NotifierConfig(path.strip(), dict(kwargs))
+
+
+def _alerts(value: object) -> AlertsConfig:
+    if value is None:
+        return AlertsConfig()
+    if not isinstance(value, dict):
+        raise _InvalidValueError(
+            "alerts",
+            f"must be a mapping of {' and '.join(ALERT_EVENTS)} to notifiers (got {_describe(value)})",
+        )
+    _check_keys(value, ALERT_EVENTS, "alerts.")
+    events: dict[str, tuple[NotifierConfig, ...]] = {}
+    for event in ALERT_EVENTS:
+        entries = value.get(event)
+        if entries is None:
+            events[event] = ()
+            continue
+        if not isinstance(entries, list):
+            raise _InvalidValueError(
+                f"alerts.{event}", f"must be a list of notifiers (got {_describe(entries)})"
+            )
+        events[event] = tuple(
+            _notifier(entry, f"alerts.{event}[{index}].") for index, entry in enumerate(entries)
+        )
+    return AlertsConfig(on_failure=events["on_failure"], grant_expired=events["grant_expired"])
+
+
 def _grant_name(entry: object) -> str | None:
     """The grant's key if it is a usable slug, else None (the grant is then named by its index)."""
     if isinstance(entry, dict):
@@ -495,6 +580,7 @@ def parse_config(text: str, source: str) -> ConfigResult:
             )
         _check_keys(document, _TOP_LEVEL_KEYS, "")
         defaults = _defaults(document.get("defaults"))
+        alerts = _alerts(document.get("alerts"))
         entries = document.get("grants")
         if not isinstance(entries, list):
             raise _InvalidValueError("grants", f"must be a list of grants (got {_describe(entries)})")
@@ -523,4 +609,6 @@ def parse_config(text: str, source: str) -> ConfigResult:
             grants.append(_grant(entry, defaults))
         except _InvalidValueError as exc:
             errors.append(ConfigError(source, name or f"grants[{index}]", exc.key, exc.message))
-    return ConfigResult(grants=tuple(sorted(grants, key=lambda g: g.key)), errors=tuple(errors))
+    return ConfigResult(
+        grants=tuple(sorted(grants, key=lambda g: g.key)), errors=tuple(errors), alerts=alerts
+    )

@@ -5,6 +5,7 @@ Nothing here does network I/O or reads the clock at parse time, so every parse p
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 from pathlib import Path, PurePosixPath
@@ -13,11 +14,15 @@ from typing import Any
 import pendulum
 from airflow.sdk import DAG, dag, get_current_context, task
 
-from nylas_dataverse.core.config import GrantConfig
+from nylas_dataverse.core.config import AlertsConfig, GrantConfig
+from nylas_dataverse.core.errors import Failure
 from nylas_dataverse.core.window import run_window as run_day_window
+from nylas_dataverse.pipeline.alerts import EXCEPTION_ATTRIBUTE, AlertCallback
 from nylas_dataverse.pipeline.failures import RetryWhenRetryable, announce, classify
+from nylas_dataverse.pipeline.report import TooManyFailuresError
 from nylas_dataverse.pipeline.run import Services, run_stage
 from nylas_dataverse.pipeline.staging import RunStaging, staging_root
+from nylas_dataverse.pipeline.summary import record_failure
 from nylas_dataverse.pipeline.timetable import UtcDayTimetable
 
 log = logging.getLogger(__name__)
@@ -51,6 +56,8 @@ and says why.
 A failed task writes `failure.json` next to the day's data (its kind: `grant_expired`, `credentials`,
 `config`,
 ... and what to do); errors a retry cannot fix are not retried. Rerunning a day is always safe.
+Every run also updates the grant's row on the **Sync health** page (Airflow's navigation), and a task that
+gives up sends the notifiers of the grants file's `alerts` section.
 """
 
 
@@ -59,7 +66,15 @@ def _staging_for(root: Any, grant: GrantConfig, path: str) -> RunStaging:
     return RunStaging(root, grant.dag_id, PurePosixPath(str(path)).name)
 
 
-def build_dag(grant: GrantConfig, project_root: Path) -> DAG:
+def _final_attempt(failure: Failure, ti: Any) -> bool:
+    """Whether Airflow gives up after this attempt: the kind is not retryable, or no try is left."""
+    if not failure.retryable:
+        return True
+    try_number, max_tries = getattr(ti, "try_number", None), getattr(ti, "max_tries", None)
+    return isinstance(try_number, int) and isinstance(max_tries, int) and try_number > max_tries
+
+
+def build_dag(grant: GrantConfig, project_root: Path, alerts: AlertsConfig | None = None) -> DAG:
     root = staging_root(project_root)
     name = grant.display_name or grant.email or grant.key
 
@@ -71,13 +86,20 @@ def build_dag(grant: GrantConfig, project_root: Path) -> DAG:
         except Exception as exc:
             failure = classify(exc)
             announce(grant, staging.label if staging else None, failure)
+            # For the alert callback, which Airflow calls with this exception once the task gave up.
+            with contextlib.suppress(AttributeError, TypeError):
+                setattr(exc, EXCEPTION_ATTRIBUTE, (staging.label if staging else None, failure))
             if staging is not None:
+                ti = context.get("ti")
                 try:
-                    staging.write_failure(
-                        stage, failure, attempt=getattr(context.get("ti"), "try_number", None)
-                    )
+                    staging.write_failure(stage, failure, attempt=getattr(ti, "try_number", None))
                 except Exception:  # the record is for monitors; the task's own error matters more
                     log.warning("Could not record the failure in %s", staging, exc_info=True)
+                if not isinstance(exc, TooManyFailuresError):  # the report recorded its own verdict
+                    try:
+                        record_failure(grant, staging, stage, failure, final=_final_attempt(failure, ti))
+                    except Exception:
+                        log.warning("Could not update the health summary of %s", grant.key, exc_info=True)
             raise
         if staging is not None:
             staging.clear_failure()
@@ -111,6 +133,11 @@ def build_dag(grant: GrantConfig, project_root: Path) -> DAG:
             "retry_exponential_backoff": 2.0,
             "max_retry_delay": dt.timedelta(minutes=30),
             "retry_policy": RetryWhenRetryable(),
+            **(
+                {"on_failure_callback": [AlertCallback(grant, alerts)]}
+                if alerts is not None and alerts.configured
+                else {}
+            ),
         },
     )
     def pipeline() -> None:

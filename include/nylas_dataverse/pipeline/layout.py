@@ -15,6 +15,11 @@ Under the staging root (``NYLAS_DATAVERSE_STAGING``, any ``ObjectStoragePath`` U
         report.json                     run counts, request counts, durations
         failure.json                    the last failed attempt of a task: kind, message (removed by a rerun)
     _realtime/                          the webhook inbox (realtime/inbox.py documents its sub-layout)
+        grant_status/<grant id>.json    the newest grant.expired notification of a grant (the receiver)
+    _summary/                           what the health page reads (pipeline/summary.py)
+        <grant key>.json                one grant's summary, rebuilt from its entries after each write
+        <grant key>/daily/<day>~<stamp>.json              a daily run's entry, one file per version
+        <grant key>/realtime/<day>/<label>~<stamp>.json   a real-time run's entry, by processing day
     _preflight/<fingerprint>.json       the last passing privilege check of an application user (1 h)
 
 A manifest is written only after its data file is complete and carries the data file's line count and
@@ -23,10 +28,13 @@ SHA-256, so a reader can tell a finished file from a missing, truncated or repla
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Mapping
 from types import MappingProxyType
 
 FORMAT_VERSION = 1
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 EXTRACT_MANIFEST = "extract.json"
 MESSAGES = "messages.jsonl.gz"
@@ -42,6 +50,10 @@ FAILURE = "failure.json"
 INBOX_DIR = "_realtime"
 PREFLIGHT_DIR = "_preflight"
 REALTIME_LABEL_PREFIX = "realtime-"
+GRANT_STATUS_DIR = "grant_status"  # under INBOX_DIR
+SUMMARY_DIR = "_summary"
+SUMMARY_DAILY = "daily"
+SUMMARY_REALTIME = "realtime"
 
 # What each stage writes; rerunning a stage invalidates its own files and everything after it.
 STAGES = ("extract", "transform", "load", "report")
@@ -73,3 +85,22 @@ def after(stage: str) -> tuple[str, ...]:
 
 def realtime_label(batch_id: str) -> str:
     return f"{REALTIME_LABEL_PREFIX}{batch_id}"
+
+
+def summary_file(grant_key: str) -> str:
+    """A grant's summary (relative to the staging root)."""
+    return f"{SUMMARY_DIR}/{grant_key}.json"
+
+
+def summary_entries(grant_key: str) -> str:
+    """The folder of a grant's run entries (relative to the staging root)."""
+    return f"{SUMMARY_DIR}/{grant_key}"
+
+
+def grant_status_marker(grant_id: str) -> str:
+    """Where the webhook receiver records a grant's ``grant.expired`` (relative to the staging root).
+
+    Nylas grant ids are UUIDs; anything else is hashed so that the name is always one safe path segment.
+    """
+    safe = grant_id if _SAFE_NAME.fullmatch(grant_id) else hashlib.sha256(grant_id.encode()).hexdigest()
+    return f"{INBOX_DIR}/{GRANT_STATUS_DIR}/{safe}.json"

@@ -14,7 +14,7 @@ from typing import Any
 from nylas_dataverse.core.config import GrantConfig
 from nylas_dataverse.core.errors import FailureKind, PipelineError
 from nylas_dataverse.core.ledger import LedgerEntry, Outcome, RunReport
-from nylas_dataverse.pipeline import layout
+from nylas_dataverse.pipeline import layout, summary
 from nylas_dataverse.pipeline.staging import RunStaging, StagingError, open_binary
 
 log = logging.getLogger(__name__)
@@ -92,11 +92,25 @@ def report_window(grant: GrantConfig, staging: RunStaging) -> dict[str, Any]:
     log.info("Report: %s  Ledger: %s", staging.file(layout.REPORT), staging.file(layout.LEDGER))
     _emit_metrics(report, data)
     failed = report.counts[Outcome.FAILED]
+    verdict = None
     if failed > grant.max_failures:
-        raise TooManyFailuresError(
+        verdict = TooManyFailuresError(
             f"{failed} messages failed (allowed: {grant.max_failures}); "
             f"reasons: {dict(report.failed_by_reason)}. Everything else was loaded; "
             f"see {staging.file(layout.LEDGER)} for each message."
         )
+    _record_summary(grant, staging, data, verdict)
+    if verdict is not None:
+        raise verdict
     counts: dict[str, Any] = data["counts"]
     return counts
+
+
+def _record_summary(
+    grant: GrantConfig, staging: RunStaging, data: dict[str, Any], verdict: PipelineError | None
+) -> None:
+    """Update the grant's summary for the health page; a monitor's record never fails the run."""
+    try:
+        summary.record_report(grant, staging, data, failure=verdict.failure() if verdict else None)
+    except Exception:
+        log.warning("Could not update the health summary of %s", grant.key, exc_info=True)

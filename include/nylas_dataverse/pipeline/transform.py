@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +41,7 @@ from nylas_dataverse.pipeline.staging import FORMAT_VERSION, RunStaging
 log = logging.getLogger(__name__)
 
 _KNOWN_ENTITIES = frozenset({"contact", "account", "lead"})
+UNRESOLVED_TOP = 200
 
 
 @dataclass(frozen=True)
@@ -138,7 +140,7 @@ def transform_window(grant: GrantConfig, staging: RunStaging, dataverse: Dataver
         bodiless.clear()
 
     counts = {"to_load": 0, "skipped": 0, "failed": 0}
-    unresolved: set[str] = set()
+    unresolved: Counter[str] = Counter()  # address -> messages naming it
     ambiguous: set[str] = set()
     with staging.writer(layout.DECISIONS) as decisions, staging.writer(layout.QUARANTINE) as quarantine:
         for item in _parsed(staging, manifest):
@@ -162,6 +164,8 @@ def transform_window(grant: GrantConfig, staging: RunStaging, dataverse: Dataver
             },
             "counts": counts,
             "unresolved_addresses": len(unresolved),
+            # The most frequent ones, for the health page's list of addresses to add to Dataverse.
+            "unresolved_top": [[address, n] for address, n in unresolved.most_common(UNRESOLVED_TOP)],
             "ambiguous_addresses": len(ambiguous),
             "directory_addresses": len(addresses),
             "owner_systemuser_id": context.owner_systemuser_id,
@@ -191,7 +195,7 @@ def _decision(
     policy: _Policy,
     directory: Directory,
     context: MappingContext,
-    unresolved: set[str],
+    unresolved: Counter[str],
     ambiguous: set[str],
 ) -> Decision:
     skip = policy.skip_reason(message)

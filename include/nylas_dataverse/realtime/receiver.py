@@ -10,7 +10,8 @@ Routes (relative to where the app is mounted; the plugin and the standalone serv
   accepted); ``X-Nylas-Signature`` is checked in constant time against the raw bytes, compressed ones
   included (401, nothing parsed or stored, when missing or wrong); a ``Content-Encoding: gzip`` body is
   decompressed; the envelope is parsed and classified; ``message.created`` (any suffix) is deduplicated
-  and stored in the inbox, ``grant.expired`` is logged as an alert, anything else is acknowledged and
+  and stored in the inbox, ``grant.expired`` is logged as an alert and marked for the health page
+  (``_realtime/grant_status/<grant id>.json``), anything else is acknowledged and
   ignored. Every accepted or ignored notification gets 200; the work is a few small writes, well within
   Nylas' 10 s limit. A storage failure answers 503 so that Nylas retries.
 
@@ -25,6 +26,7 @@ Standalone: ``python -m nylas_dataverse.realtime.receiver --host 127.0.0.1 --por
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import logging
 import os
 import threading
@@ -38,6 +40,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from nylas_dataverse.pipeline.staging import staging_root
+from nylas_dataverse.pipeline.summary import SummaryStore
 from nylas_dataverse.realtime.inbox import Inbox, StoreResult
 from nylas_dataverse.realtime.notifications import (
     InvalidNotification,
@@ -138,6 +141,27 @@ def _answer(status: int, outcome: str, detail: str | None = None) -> JSONRespons
     return JSONResponse(content, status_code=status)
 
 
+def _record_grant_status(inbox: Inbox, notification: Notification) -> None:
+    """Mark the grant expired for the health page (``<staging>/_realtime/grant_status/<grant id>.json``)."""
+    if not notification.grant_id:
+        return
+    at = (
+        dt.datetime.fromtimestamp(notification.time, tz=dt.UTC)
+        if notification.time is not None and 0 < notification.time < 253_402_214_400
+        else dt.datetime.now(dt.UTC)
+    )
+    try:
+        SummaryStore(inbox.root.parent).write_grant_status(
+            notification.grant_id,
+            status="expired",
+            notification_type=notification.type,
+            notification_id=notification.id,
+            at=at,
+        )
+    except Exception as exc:  # the alert line above is the record that matters; the page catches up
+        log.warning("Could not record grant %s as expired (%s)", notification.grant_id, type(exc).__name__)
+
+
 def _handle(inbox: Inbox, notification: Notification) -> JSONResponse:
     if notification.kind is NotificationKind.IGNORED:
         log.info("Notification %s of type %s acknowledged and ignored", notification.id, notification.type)
@@ -152,6 +176,7 @@ def _handle(inbox: Inbox, notification: Notification) -> JSONResponse:
                 notification.grant_id or "<unknown>",
                 f" ({email})" if isinstance(email, str) and email else "",
             )
+            _record_grant_status(inbox, notification)
         return _answer(200, "alerted" if first else "duplicate_notification")
     result = inbox.store(notification)
     if result is StoreResult.ACCEPTED:
