@@ -255,3 +255,49 @@ def test_messages_listed_without_a_body_are_fetched_by_id(
     ]
     assert manifest["stats"]["bodies_fetched"] == len(staged) > 0
     assert all(isinstance(message["body"], str) for message in staged)
+
+
+def test_a_decisions_file_changed_after_transform_creates_nothing(sandbox: Any, runner: Runner) -> None:
+    alice = grants(sandbox)["alice"]
+    runner.extract(alice)
+    staging = runner.transform(alice)
+    path = staging.file("payloads.jsonl.gz")
+    lines = gzip.decompress(path.read_bytes()).splitlines()
+    edited = [line.replace(b'"subject":"', b'"subject":"EDITED ', 1) for line in lines]
+    path.write_bytes(gzip.compress(b"\n".join(edited) + b"\n"))
+
+    with pytest.raises(StagingError, match="does not match its manifest"):
+        runner.load(alice)
+
+    assert _emails(sandbox) == []
+
+
+@pytest.mark.parametrize("remove", [False, True], ids=["reported", "our-copy-removed"])
+def test_a_second_row_made_by_another_writer_is_reported_and_optionally_our_copy_removed(
+    sandbox: Any, runner: Runner, remove: bool
+) -> None:
+    """Server-side sync tracked a message between our lookup and our create: two rows, one Message-ID."""
+    carol = grants(sandbox, remove_race_duplicates=remove)["carol"]
+    runner.day(carol)
+    ours = next(e for e in _ledger(runner, carol) if e["outcome"] == "created")
+    DataverseHook("dataverse_default").create(
+        "emails", {"subject": "tracked by SSS", "messageid": ours["internet_message_id"].upper()}
+    )
+
+    runner.load(carol)  # every load ends by looking its created Message-IDs up again
+    runner.report(carol)
+
+    load_manifest = json.loads(runner.staging(carol).file("load.json").read_bytes())
+    [found] = load_manifest["second_rows"]
+    assert (found["nylas_id"], found["rows"], found["our_copy_removed"]) == (ours["nylas_id"], 2, remove)
+    rows = [
+        r for r in _emails(sandbox) if r["messageid"].casefold() == ours["internet_message_id"].casefold()
+    ]
+    entry = next(e for e in _ledger(runner, carol) if e["nylas_id"] == ours["nylas_id"])
+    if remove:
+        assert [r["subject"] for r in rows] == ["tracked by SSS"]
+        assert entry["outcome"] == "already_present"
+        assert entry["reason"].startswith("second_row_removed")
+    else:
+        assert len(rows) == 2
+        assert entry["outcome"] == "created"
