@@ -119,5 +119,5 @@ def dataverse_message_id(msg: NylasMessage) -> tuple[str, MessageIdSource]:
     return real, MessageIdSource.HEADER
 
 
-def activity_id(message_id: str) -> uuid.UUID:
-    return uuid.uuid5(ACTIVITY_NAMESPACE, message_id)
+def activity_id(internet_message_id: str) -> uuid.UUID:
+    return uuid.uuid5(ACTIVITY_NAMESPACE, internet_message_id)

@@ -198,12 +198,12 @@ class MappedEmail:
 
 def map_message(msg: NylasMessage, directory: Directory, ctx: MappingContext) -> MappedEmail:
     outgoing = is_outgoing(msg, ctx.grant_email, ctx.folder_roles)
-    message_id, source = dataverse_message_id(msg)
+    internet_message_id, source = dataverse_message_id(msg)
     parties, unresolved, ambiguous = _parties(msg, directory)
     regarding, rule = _regarding(msg, directory, ctx, outgoing)
     record = EmailRecord(
-        activity_id=str(activity_id(message_id)),
-        internet_message_id=message_id,
+        activity_id=str(activity_id(internet_message_id)),
+        internet_message_id=internet_message_id,
         message_id_source=source,
         subject=_subject(msg.subject),
         description=_description(msg),

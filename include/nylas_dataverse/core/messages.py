@@ -81,7 +81,7 @@ def parse_message(raw: object) -> NylasMessage:
         raise BadMessage(f"not_an_object: got {type(raw).__name__}")
     participants = {field: _participants(raw.get(field), field) for field in _PARTICIPANT_FIELDS}
     return NylasMessage(
-        id=_message_id(raw.get("id")),
+        id=_nylas_id(raw.get("id")),
         grant_id=_optional_text(raw.get("grant_id"), "grant_id"),
         thread_id=_optional_text(raw.get("thread_id"), "thread_id"),
         subject=_optional_text(raw.get("subject"), "subject"),
@@ -106,7 +106,7 @@ def _checked(text: str, field: str) -> str:
     return text
 
 
-def _message_id(value: object) -> str:
+def _nylas_id(value: object) -> str:
     if value is None:
         raise BadMessage("missing_id")
     if not isinstance(value, str):

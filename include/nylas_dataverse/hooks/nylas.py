@@ -179,14 +179,14 @@ class NylasHook(RetryingServiceHook[NylasSettings]):
         return folders
 
     def get_message(
-        self, grant_id: str, message_id: str, fields: str | None = "include_headers"
+        self, grant_id: str, nylas_id: str, fields: str | None = "include_headers"
     ) -> dict[str, Any]:
         """One message; ``fields="include_headers"`` adds the RFC headers (Message-ID, References, ...)."""
-        path = f"{_grant_path(grant_id)}/messages/{quote(message_id, safe='')}"
+        path = f"{_grant_path(grant_id)}/messages/{quote(nylas_id, safe='')}"
         params: dict[str, QueryValue] = {"fields": fields} if fields else {}
-        what = f"reading message {message_id!r} of grant {grant_id!r}"
+        what = f"reading message {nylas_id!r} of grant {grant_id!r}"
         payload = self._get_json(path, params=params, what=what, grant_id=grant_id)
-        return _data_object(payload, what=f"message {message_id!r}")
+        return _data_object(payload, what=f"message {nylas_id!r}")
 
     def iter_pages(
         self,

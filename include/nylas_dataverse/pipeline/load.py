@@ -162,8 +162,8 @@ class _ChunkLoader:
         self._sleep = sleep
         self._rng = rng or random.Random()
 
-    def existing_message_ids(self, message_ids: Sequence[str]) -> set[str]:
-        values = [value for message_id in message_ids for value in lookup_values(message_id)]
+    def existing_message_ids(self, internet_message_ids: Sequence[str]) -> set[str]:
+        values = [value for internet_id in internet_message_ids for value in lookup_values(internet_id)]
         rows = self.dataverse.query_in(EMAILS, "messageid", values, select=list(MESSAGE_ID_COLUMNS))
         return {message_id_key(str(row["messageid"])) for row in rows if row.get("messageid")}
 
