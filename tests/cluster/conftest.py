@@ -97,19 +97,24 @@ class Rest:
         return sorted(data["task_instances"], key=lambda ti: ti["try_number"])
 
     def backfill(self, dag_id: str, first_day: str, last_day: str) -> dict[str, Any]:
-        return dict(
-            self.send(
-                "POST",
-                "/backfills",
-                {
-                    "dag_id": dag_id,
-                    "from_date": f"{first_day}T00:00:00Z",
-                    "to_date": f"{last_day}T00:00:00Z",
-                    "max_active_runs": 2,
-                    "reprocess_behavior": "none",
-                },
-            )
-        )
+        body = {
+            "dag_id": dag_id,
+            "from_date": f"{first_day}T00:00:00Z",
+            "to_date": f"{last_day}T00:00:00Z",
+            "max_active_runs": 2,
+            "reprocess_behavior": "none",
+        }
+        # The scheduler marks a finished backfill complete on its own loop, a little after its last run
+        # ends; until then Airflow refuses a second backfill of the DAG with 409.
+        deadline = time.monotonic() + 120
+        while True:
+            response = self.session.post(f"{self.base_url}/api/v2/backfills", json=body, timeout=60)
+            running = response.status_code == 409 and "already a running backfill" in response.text
+            if running and time.monotonic() < deadline:
+                time.sleep(2)
+                continue
+            assert response.ok, f"POST /backfills: {response.status_code} {response.text[:1000]}"
+            return dict(response.json())
 
 
 class Sandbox:
