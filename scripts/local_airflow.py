@@ -293,7 +293,7 @@ class AirflowApi:
 
     def upsert(self, collection: str, entities: list[dict[str, Any]]) -> None:
         body = {"actions": [{"action": "create", "action_on_existence": "overwrite", "entities": entities}]}
-        response = self.session.patch(f"{self.base_url}/api/v2/{collection}", json=body, timeout=30)
+        response = self.patch_idempotent(f"/api/v2/{collection}", body)
         if not response.ok:
             raise StartupError(f"writing {collection} failed: {response.status_code} {response.text[:500]}")
         errors = response.json().get("create", {}).get("errors") or []
@@ -308,10 +308,22 @@ class AirflowApi:
     def post(self, path: str, body: dict[str, Any]) -> requests.Response:
         return self.session.post(f"{self.base_url}/api/v2{path}", json=body, timeout=60)
 
+    def patch_idempotent(self, path: str, body: dict[str, Any], *, attempts: int = 8) -> requests.Response:
+        """PATCH a body that may be sent twice, retrying the 5xx a locked SQLite database answers.
+
+        On SQLite the DAG processor and the scheduler hold the database's single write lock for a moment
+        at a time; the API server answers a write that meets it with a bare 500 "Database error". Both
+        callers here (unpause, overwrite-upsert) are idempotent, so a 5xx is retried with a growing pause.
+        """
+        for attempt in range(1, attempts + 1):
+            response = self.session.patch(f"{self.base_url}{path}", json=body, timeout=30)
+            if response.status_code < 500 or attempt == attempts:
+                return response
+            time.sleep(min(0.5 * 2 ** (attempt - 1), 8.0))
+        raise AssertionError("unreachable: the loop returns on its last attempt")
+
     def unpause(self, dag_id: str) -> None:
-        response = self.session.patch(
-            f"{self.base_url}/api/v2/dags/{dag_id}", json={"is_paused": False}, timeout=30
-        )
+        response = self.patch_idempotent(f"/api/v2/dags/{dag_id}", {"is_paused": False})
         if not response.ok:
             raise StartupError(f"unpausing {dag_id} failed: {response.status_code} {response.text[:300]}")
 
