@@ -19,10 +19,22 @@ from nylas_dataverse.core.mapping import MASK_FROM, EmailRecord, Party
 from nylas_dataverse.core.messages import NylasAttachment
 from nylas_dataverse.hooks._retry import RetryPolicy
 from nylas_dataverse.hooks.dataverse import DataverseHook
-from nylas_dataverse.hooks.dataverse_tables import change_set_operations, email_change_sets
+from nylas_dataverse.hooks.dataverse_tables import (
+    change_set_operations,
+    email_change_sets,
+    refused_attachment,
+)
 from nylas_dataverse.hooks.errors import DataverseError, NylasError, NylasNotFoundError
 from nylas_dataverse.hooks.nylas import NylasHook
-from nylas_dataverse.hooks.odata import Base64File, BatchRequest, ChangeSet, encode_batch, write_batch
+from nylas_dataverse.hooks.odata import (
+    Base64File,
+    BatchRequest,
+    BatchResponse,
+    ChangeSet,
+    Headers,
+    encode_batch,
+    write_batch,
+)
 
 if TYPE_CHECKING:
     from conftest import DataverseEnv, NylasEnv
@@ -190,3 +202,18 @@ def test_a_batch_with_a_file_is_sent_from_a_spooled_body_whole_on_every_attempt(
     length, data = seen[0]
     assert length == str(len(data))
     assert base64.b64encode(PAYLOAD) in data
+
+
+def test_a_refusal_is_traced_to_the_file_it_names_by_content_id_or_by_the_size_code() -> None:
+    record = _record(2)
+    change_set = email_change_sets([record], files={EMAIL_ID: {0: _file(b"a"), 1: _file(b"b")}})[0]
+    invalid = {"error": {"code": "0x80040203", "message": "Invalid value"}}
+    about_second = BatchResponse(400, Headers(), invalid, content_id="3")
+    about_email = BatchResponse(400, Headers(), invalid, content_id="1")
+    too_big = BatchResponse(400, Headers(), {"error": {"code": "0x80044A02", "message": "too big"}})
+
+    assert refused_attachment(change_set, about_second) == record.attachments[1].row_id
+    assert refused_attachment(change_set, about_email) is None
+    assert refused_attachment(change_set, too_big) is None  # two files: which one is unknown
+    lone = email_change_sets([_record(1)], files={EMAIL_ID: {0: _file(b"a")}})[0]
+    assert refused_attachment(lone, too_big) == _record(1).attachments[0].row_id

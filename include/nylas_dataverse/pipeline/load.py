@@ -213,6 +213,7 @@ class _ChunkLoader:
                 assert decision.email is not None
                 outcome, reason = results[decision.email.activity_id]
                 entries[position] = decision.entry(outcome, reason)
+                self._sent.pop(decision.email.activity_id, None)
         return [entries[position] for position in range(len(chunk.decisions))]
 
     def _fetch_files(self, decision: Decision) -> str | None:
@@ -280,7 +281,9 @@ class _ChunkLoader:
                         retry.append(record)  # sent again at once, without the binding
                         progressed = True
                         continue
-                    if attempt.outcome is Outcome.FAILED and self._attachment_refused(answer, record):
+                    # A refused file (or one whose row exists without its email) fails alone.
+                    refusable = attempt.outcome in (Outcome.FAILED, Outcome.ALREADY_PRESENT)
+                    if refusable and self._attachment_refused(answer, record):
                         retry.append(record)  # sent again at once, without the refused file
                         progressed = True
                         continue
