@@ -7,7 +7,9 @@ Exactly once rests on three things:
   created it first and is recorded as ``already_present``;
 * before creating, the chunk's Message-IDs are looked up in bulk, which also finds mail that server-side sync
   or the Outlook app tracked;
-* each email is created and completed in one ``$batch`` change set, which Dataverse applies atomically.
+* each email is created and completed in one ``$batch`` change set, which Dataverse applies atomically; its
+  files (``pipeline/attachments.py``) are created in that change set before it is completed, with ids derived
+  from the email's, so an email never exists without its kept files and no file twice.
 
 What a change set's answer means (whatever Dataverse does with the rest of the batch):
 
