@@ -18,12 +18,13 @@ What a download failure means:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Set
 from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, Any
 
 from nylas_dataverse.core.attachments import (
     MIB,
@@ -34,6 +35,7 @@ from nylas_dataverse.core.attachments import (
     AttachmentSkip,
     base64_length,
     over_org_limit,
+    summarize,
 )
 from nylas_dataverse.core.ledger import LedgerEntry, Outcome
 from nylas_dataverse.core.mapping import EmailRecord
@@ -217,14 +219,27 @@ def iter_entries(staging: RunStaging, chunks: int) -> Iterator[AttachmentEntry]:
         yield from read_part(staging, index)
 
 
-def write_ledger(staging: RunStaging, chunks: int) -> int:
-    """``attachments.jsonl``: one line per file, in the order of the messages; returns the line count."""
-    count = 0
-    with open_binary(staging.file(layout.ATTACHMENT_LEDGER), "wb") as ledger:
-        for entry in iter_entries(staging, chunks):
-            ledger.write(json.dumps(entry.to_json(), ensure_ascii=False).encode() + b"\n")
-            count += 1
-    return count
+def write_ledger(staging: RunStaging, chunks: int, removed: Set[str] = frozenset()) -> dict[str, Any]:
+    """``attachments.jsonl``: one line per file, in the order of the messages; returns its summary.
+
+    ``removed`` names the messages whose email load deleted again (a second row another writer made at the
+    same time, ``remove_race_duplicates``): their files went with the email and count as already present.
+    """
+
+    def lines() -> Iterator[AttachmentEntry]:
+        with open_binary(staging.file(layout.ATTACHMENT_LEDGER), "wb") as ledger:
+            for entry in iter_entries(staging, chunks):
+                if entry.nylas_message_id in removed and entry.outcome is AttachmentOutcome.CREATED:
+                    entry = dataclasses.replace(
+                        entry,
+                        outcome=AttachmentOutcome.ALREADY_PRESENT,
+                        reason="second_row_removed",
+                        bytes_moved=0,
+                    )
+                ledger.write(json.dumps(entry.to_json(), ensure_ascii=False).encode() + b"\n")
+                yield entry
+
+    return summarize(lines())
 
 
 def read_ledger(staging: RunStaging) -> Iterator[AttachmentEntry]:

@@ -57,7 +57,6 @@ from nylas_dataverse.core.attachments import (
     DEFAULT_ORG_LIMIT_BYTES,
     AttachmentEntry,
     plan_batches,
-    summarize,
 )
 from nylas_dataverse.core.config import GrantConfig
 from nylas_dataverse.core.identity import lookup_values, message_id_key
@@ -532,8 +531,7 @@ def load_window(
 
     removed, second_rows = _check_second_rows(grant, dataverse, _iter_parts(staging, total_chunks))
     outcomes, ledger_count = _write_ledger(staging, _iter_parts(staging, total_chunks), removed)
-    files_module.write_ledger(staging, total_chunks)
-    attachment_summary = summarize(files_module.iter_entries(staging, total_chunks))
+    attachment_summary = files_module.write_ledger(staging, total_chunks, removed)
     progress.maybe_log(state, force=True)
     used = {name: value - before.get(name, 0) for name, value in dataverse.counters().items()}
     staging.write_json(
