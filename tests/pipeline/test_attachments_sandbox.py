@@ -211,3 +211,32 @@ def test_a_crash_mid_load_then_a_rerun_leaves_each_email_once_with_all_its_files
         assert len(_files(sandbox, row)) == created_or_present.get(row["activityid"], 0)
     assert Counter(entry["outcome"] for entry in ledger)["already_present"] > 0  # the crashed one's files
     assert _all_files(sandbox) == sum(1 for entry in ledger if entry["outcome"] != "skipped")
+
+
+def test_an_email_whose_files_cannot_be_downloaded_waits_and_a_rerun_brings_it_with_them(
+    sandbox: Any, runner: Runner
+) -> None:
+    alice = grants(sandbox)["alice"]
+    runner.extract(alice)
+    runner.transform(alice)
+    sandbox.nylas.set_faults({"expired_grants": ["alice"]})  # downloads now fail: the grant expired
+
+    runner.load(alice)
+
+    ledger = [
+        json.loads(line) for line in runner.staging(alice).file("ledger.jsonl").read_bytes().splitlines()
+    ]
+    waiting = [e for e in ledger if e["outcome"] == "failed"]
+    assert waiting
+    assert all(e["reason"].startswith("attachment_download_failed") for e in waiting)
+    created_ids = {e["activity_id"] for e in ledger if e["outcome"] == "created"}
+    assert {row["activityid"] for row in sandbox.dataverse.emails_with_parties()} == created_ids
+    assert _all_files(sandbox) == 0  # no email was created without its files
+
+    sandbox.nylas.set_faults({"expired_grants": []})  # re-authenticated
+    runner.load(alice)
+    counts = runner.report(alice)
+
+    assert counts["failed"] == 0
+    many = _email_by_subject(sandbox, "Signed documents for the Northwind rollout")
+    assert len(_files(sandbox, many)) == 5
