@@ -266,3 +266,24 @@ def test_a_run_lists_only_open_batches_and_still_finds_one_an_earlier_version_le
         inbox.mark_done(batch, {})
     assert inbox.open_batches() == []
     assert list(inbox.open_index.iterdir()) == []
+
+
+def test_a_run_takes_one_token_per_application_user_and_stays_within_its_concurrency(
+    sandbox: Any, staging: ObjectStoragePath, sender: WebhookSender
+) -> None:
+    configured = grants(sandbox)
+    inbox = Inbox(staging)
+    for key in ("alice", "bob", "carol"):
+        _store(inbox, sender, sandbox.nylas.messages_for(key, DAY)[:3])
+    while inbox.claim_batch(BatchLimits(max_notifications=4)) is not None:
+        pass
+    assert len(inbox.open_batches()) == 3
+
+    totals = process_open_batches(inbox, list(configured.values()), staging)
+
+    assert totals["batches"] == 3
+    assert totals["extracted"] == 9
+    # Every grant uses the same Dataverse connection (one application user): one token for the run.
+    assert sandbox.entra.token_requests == 1
+    users = sandbox.dataverse.protection.snapshot()["users"]
+    assert max(user["peak_in_flight"] for user in users.values()) <= 4  # the connection's max_concurrency

@@ -115,8 +115,9 @@ def _modified(path: ObjectStoragePath) -> dt.datetime | None:
 
 
 def _count_files(folder: ObjectStoragePath) -> int:
+    """Files under ``folder``, not counting the ``<name>.reason.json`` beside each quarantined record."""
     try:
-        return sum(1 for _ in folder.fs.find(folder.path))
+        return sum(1 for name in folder.fs.find(folder.path) if not str(name).endswith(".reason.json"))
     except (FileNotFoundError, OSError):
         return 0
 
