@@ -287,3 +287,31 @@ def test_a_run_takes_one_token_per_application_user_and_stays_within_its_concurr
     assert sandbox.entra.token_requests == 1
     users = sandbox.dataverse.protection.snapshot()["users"]
     assert max(user["peak_in_flight"] for user in users.values()) <= 4  # the connection's max_concurrency
+
+
+def test_while_the_grants_file_has_errors_notifications_of_grants_not_found_wait_for_the_fix(
+    sandbox: Any, staging: ObjectStoragePath, sender: WebhookSender
+) -> None:
+    clock = Clock()
+    inbox = Inbox(staging, clock=clock)
+    configured = grants(sandbox)
+    _store(
+        inbox,
+        sender,
+        sandbox.nylas.messages_for("alice", DAY)[:1] + sandbox.nylas.messages_for("bob", DAY)[:1],
+    )
+    assert inbox.claim_batch() is not None
+    problem = "grants.yaml: grant 'bob': start_date: not a date"
+
+    with pytest.raises(RealtimeFailuresError, match=configured["bob"].grant_id):
+        process_open_batches(inbox, [configured["alice"]], staging, grants_file_errors=[problem])
+
+    [summary] = _done(inbox)
+    assert summary["grants"]["alice"]["error"] is None
+    part = summary["failed_grants"][configured["bob"].grant_id]
+    assert problem in part["error"]
+    assert inbox.quarantined() == []
+    clock.now += RETRY_FIRST_S
+    assert inbox.claim_batch() is not None
+    totals = process_open_batches(inbox, list(configured.values()), staging)
+    assert totals["extracted"] == 1

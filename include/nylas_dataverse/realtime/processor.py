@@ -331,9 +331,14 @@ def process_batch(
     inbox: Inbox | None = None,
     pool: ServicePool | None = None,
     max_parallel: int | None = None,
+    grants_file_errors: Sequence[str] = (),
     now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
 ) -> dict[str, Any]:
-    """Process one batch; returns its summary (written to the batch as ``done.json`` by the caller)."""
+    """Process one batch; returns its summary (written to the batch as ``done.json`` by the caller).
+
+    With ``grants_file_errors``, notifications of grants not found are kept for a later run rather
+    than quarantined: the grant may be the entry the file gets wrong.
+    """
     inbox = inbox or Inbox(staging_root)
     pool = pool or ServicePool()
     by_grant_id = {grant.grant_id: grant for grant in grants if grant.enabled}
@@ -347,6 +352,27 @@ def process_batch(
     work: list[tuple[GrantConfig, list[ObjectStoragePath]]] = []
     for grant_id, paths in sorted(_group(batch, inbox, summary).items()):
         grant = by_grant_id.get(grant_id)
+        if grant is None and grants_file_errors:
+            # The grant may be the entry the grants file gets wrong: keep its mail for a later run.
+            delay = inbox.defer(batch, paths)
+            problem = f"the grants file has errors ({'; '.join(grants_file_errors)})"
+            log.error(
+                "Batch %s: %d notification(s) for grant %s, which is not in the grants file as read; %s."
+                " Kept for a later run (in %.0f s).",
+                batch.id,
+                len(paths),
+                grant_id,
+                problem,
+                delay,
+            )
+            summary["failed_grants"][grant_id] = {
+                "error": f"config: grant id {grant_id} not found while {problem}",
+                "kind": "config",
+                "notifications": len(paths),
+                "attempt": max(attempt_of(path.name) for path in paths) + 1,
+                "retry_in_s": delay,
+            }
+            continue
         if grant is None:
             reason = f"grant {grant_id} is not an enabled grant in the grants file"
             log.warning(
@@ -397,7 +423,11 @@ class RealtimeFailuresError(RuntimeError):
 
 
 def process_open_batches(
-    inbox: Inbox, grants: Sequence[GrantConfig], staging_root: ObjectStoragePath
+    inbox: Inbox,
+    grants: Sequence[GrantConfig],
+    staging_root: ObjectStoragePath,
+    *,
+    grants_file_errors: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Process every claimed batch not yet done, oldest first; returns totals for the run.
 
@@ -411,8 +441,14 @@ def process_open_batches(
     batches = inbox.open_batches()
     pool = ServicePool()
     for batch in batches:
-        summary = process_batch(batch, grants, staging_root, inbox=inbox, pool=pool)
+        summary = process_batch(
+            batch, grants, staging_root, inbox=inbox, pool=pool, grants_file_errors=grants_file_errors
+        )
         inbox.mark_done(batch, summary)
+        for grant_id, part in summary["failed_grants"].items():
+            if grant_id not in summary["grants"]:  # not in the grants file as read
+                failed.add(grant_id)
+                errors.append(f"batch {batch.id}, grant {grant_id}: {part['error']}")
         for outcome in summary["grants"].values():
             for name, count in outcome.get("counts", {}).items():
                 totals[name] += count
