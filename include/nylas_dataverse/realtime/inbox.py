@@ -6,7 +6,7 @@ Layout (any ``ObjectStoragePath``; the local filesystem in development)::
         incoming/<received>-<hash>.json     being accepted: written whole, not yet deduplicated
         pending/<received>-<hash>.json      accepted, waiting for the processor
         seen/notifications/<sha256>         one marker per notification id
-        seen/messages/<sha256>              one marker per grant id + message id
+        seen/messages/<sha256>              one marker per grant id + Nylas id (``nylas_id``)
         batches/<batch id>/notifications/   notifications claimed together for one processing run
         batches/<batch id>/grants/<key>.json   a grant's part of the batch is finished
         batches/<batch id>/done.json        the whole batch is finished (its summary)
