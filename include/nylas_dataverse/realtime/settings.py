@@ -1,7 +1,7 @@
 """Real-time tuning, from the environment of the component that needs it (triggerer, worker).
 
 - ``NYLAS_DATAVERSE_REALTIME_BATCH_MAX_NOTIFICATIONS`` (default 200): notifications one batch takes.
-- ``NYLAS_DATAVERSE_REALTIME_BATCH_MAX_BYTES`` (default 16 MiB): stored bytes one batch takes; a single
+- ``NYLAS_DATAVERSE_REALTIME_BATCH_MAX_BYTES`` (default 8 MiB): stored bytes one batch takes; a single
   larger notification still gets a batch of its own.
 - ``NYLAS_DATAVERSE_REALTIME_MAX_PARALLEL_MAILBOXES`` (default 4): mailboxes of one batch processed at
   the same time. Dataverse requests stay within each connection's ``max_concurrency`` whatever this is,
@@ -19,7 +19,7 @@ MAX_NOTIFICATIONS_ENV = "NYLAS_DATAVERSE_REALTIME_BATCH_MAX_NOTIFICATIONS"
 MAX_BYTES_ENV = "NYLAS_DATAVERSE_REALTIME_BATCH_MAX_BYTES"
 MAX_PARALLEL_ENV = "NYLAS_DATAVERSE_REALTIME_MAX_PARALLEL_MAILBOXES"
 DEFAULT_MAX_NOTIFICATIONS = 200
-DEFAULT_MAX_BYTES = 16 * 1024 * 1024
+DEFAULT_MAX_BYTES = 8 * 1024 * 1024
 DEFAULT_MAX_PARALLEL = 4
 
 
