@@ -3,10 +3,11 @@
 - ``realtime_peak_rss_growth_mib``: notifications with ~200 KB bodies (1,000; 100 with ``--quick``) stored
   in the inbox by another process, then claimed and processed by one process (bounded batches, bodies
   streamed to staging); the figure is its peak RSS (VmHWM) minus its RSS just before claiming. Goal 100.
-- ``realtime_history_cost_ratio``: the wall time of one run (claim + process 20 new notifications, median
-  of 3) in an inbox holding 40,000 processed notifications of history (4,000 quick: finished batches of
-  10 plus both dedupe markers each), over the same run in an empty inbox. Goal <= 1.2. The hourly prune,
-  which does list the history, is timed separately (``details``).
+- ``realtime_history_cost_ratio``: the CPU time of one run (claim + process 20 new notifications, median
+  of 5, in one process) in an inbox holding 40,000 processed notifications of history (4,000 quick:
+  finished batches of 10 plus both dedupe markers each), over the same runs in an empty inbox. Goal
+  <= 1.2. CPU time, because on a shared machine wall time mostly measures the other load; the wall-time
+  ratio is in ``details``. The hourly prune, which does list the history, is timed separately.
 - ``realtime_burst_*``: signed notifications POSTed to the receiver (served in the measuring process, as
   standalone) at an even rate while a loop claims and processes batches as the trigger and the DAG do:
   10,000 in 300 s across the sandbox's three mailboxes (300 in 15 s quick). ``lost`` counts accepted
@@ -24,6 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import gc
 import json
+import os
 import secrets
 import statistics
 import sys
@@ -42,7 +44,7 @@ from bench.worker import peak_rss_kb
 from nylas_dataverse.core.config import GrantConfig, parse_config
 from nylas_dataverse.core.window import Window
 from nylas_dataverse.hooks.nylas import NylasHook
-from nylas_dataverse.realtime.inbox import Inbox
+from nylas_dataverse.realtime.inbox import INDEX_STAMP, Inbox
 from nylas_dataverse.realtime.notifications import notification_from_envelope
 from nylas_dataverse.realtime.processor import process_open_batches
 
@@ -159,19 +161,33 @@ def make_history(spec: dict[str, Any], result: dict[str, Any]) -> None:
                 Path((inbox.root / "seen" / kind / f"{kind[0]}{number:063x}").path).write_bytes(marker)
         (batch / "grants" / "alice.json").write_bytes(b"{}")
         (batch / "done.json").write_bytes(b"{}")
+    # As this version leaves it: the open-batch index exists (and is empty), so no one-off indexing.
+    inbox.open_index.mkdir(parents=True, exist_ok=True)
+    (inbox.root / INDEX_STAMP).write_bytes(b"")
+    os.sync()  # the measured runs should not pay for writing back the history
     result["history"] = spec["count"]
 
 
-def history_run(spec: dict[str, Any], result: dict[str, Any]) -> None:
-    grants = list(_grants(spec).values())
+def history_runs(spec: dict[str, Any], result: dict[str, Any]) -> None:
+    """``repeats`` runs, each claiming and processing ``new`` fresh notifications; their costs."""
+    grant = _grants(spec)[spec["grant"]]
     root = ObjectStoragePath(Path(spec["staging"]).as_uri())
     inbox = Inbox(root)
-    (inbox.root / "pruned_at").parent.mkdir(parents=True, exist_ok=True)
+    messages = _messages(grant, dt.date.fromisoformat(spec["day"]))[spec["skip"] :]
+    inbox.root.mkdir(parents=True, exist_ok=True)
     (inbox.root / "pruned_at").write_text(str(time.time()))  # the hourly prune is timed on its own
-    clock = time.monotonic()
-    totals = _drain(inbox, grants, root)
-    result["seconds"] = time.monotonic() - clock
-    result["totals"] = totals
+    wall: list[float] = []
+    cpu: list[float] = []
+    for repeat in range(spec["repeats"]):
+        for number, message in enumerate(messages[repeat * spec["new"] :][: spec["new"]]):
+            inbox.store(notification_from_envelope(_envelope(message, number)))
+        clock, used = time.monotonic(), time.process_time()
+        totals = _drain(inbox, [grant], root)
+        wall.append(time.monotonic() - clock)
+        cpu.append(time.process_time() - used)
+        if totals.get("extracted") != spec["new"]:
+            raise SystemExit(f"a history run processed {totals.get('extracted')} of {spec['new']}: {totals}")
+    result.update(wall_seconds=wall, cpu_seconds=cpu)
     if spec.get("time_prune"):
         clock = time.monotonic()
         inbox.prune(force=True, retention=dt.timedelta(days=3650))
@@ -274,7 +290,7 @@ KINDS: dict[str, Callable[[dict[str, Any], dict[str, Any]], None]] = {
     "store": store,
     "memory": memory,
     "make_history": make_history,
-    "history_run": history_run,
+    "history_runs": history_runs,
     "burst": burst,
 }
 
@@ -315,42 +331,43 @@ def measure(harness: Harness, *, quick: bool) -> dict[str, Any]:
     }
 
     history = 4_000 if quick else 40_000
-    new, repeats = 20, 3
+    new, repeats = 20, 5
     sandbox.reset()
     sandbox.add_bulk_day("alice", DAYS["history"], new * repeats * 2)
-    timings: dict[str, list[float]] = {"none": [], "history": []}
-    prune_s = None
-    for label in timings:
+    costs: dict[str, dict[str, Any]] = {}
+    for index, label in enumerate(("none", "history")):
         folder = str(harness.staging_dir(f"realtime-history-{label}"))
         if label == "history":
             say(f"Real time: writing {history:,} notifications of history (not measured)")
-            run(
-                "rt-history",
-                {"kind": "make_history", "staging": folder, "count": history, "per_batch": 10},
-                module=module,
-            )
-        for repeat in range(repeats):
-            skip = (0 if label == "none" else new * repeats) + repeat * new
-            spec = {"grant": "alice", "day": DAYS["history"].isoformat(), "staging": folder}
-            run(
-                "rt-history-store",
-                {"kind": "store", **spec, "count": new, "skip": skip, "body_bytes": 0},
-                module=module,
-            )
-            timed = run(
-                "rt-history-run",
-                {"kind": "history_run", "staging": folder, "time_prune": label == "history" and repeat == 0},
-                module=module,
-            )
-            timings[label].append(float(timed["seconds"]))
-            prune_s = timed.get("prune_seconds", prune_s)
-    ratio = statistics.median(timings["history"]) / statistics.median(timings["none"])
+            spec = {"kind": "make_history", "staging": folder, "count": history, "per_batch": 10}
+            run("rt-history", spec, module=module)
+        say(f"Real time: {repeats} runs of {new} new notifications, {label} of history")
+        spec = {
+            "kind": "history_runs",
+            "grant": "alice",
+            "day": DAYS["history"].isoformat(),
+            "staging": folder,
+            "skip": index * new * repeats,
+            "new": new,
+            "repeats": repeats,
+            "time_prune": label == "history",
+        }
+        costs[label] = run("rt-history-runs", spec, module=module)
+    # CPU time of the processing process: the machine is shared, and wall time mostly measures its load.
+    ratio = statistics.median(costs["history"]["cpu_seconds"]) / statistics.median(
+        costs["none"]["cpu_seconds"]
+    )
+    wall_ratio = statistics.median(costs["history"]["wall_seconds"]) / statistics.median(
+        costs["none"]["wall_seconds"]
+    )
     figures["history"] = {
         "history_notifications": history,
         "new_notifications_per_run": new,
-        "run_seconds": {label: [round(t, 2) for t in values] for label, values in timings.items()},
+        "cpu_seconds": {label: [round(t, 3) for t in cost["cpu_seconds"]] for label, cost in costs.items()},
+        "wall_seconds": {label: [round(t, 3) for t in cost["wall_seconds"]] for label, cost in costs.items()},
         "cost_ratio": round(ratio, 2),
-        "prune_seconds_with_history": round(prune_s, 2) if prune_s is not None else None,
+        "wall_ratio": round(wall_ratio, 2),
+        "prune_seconds_with_history": round(float(costs["history"]["prune_seconds"]), 2),
     }
 
     burst_count, burst_seconds = (300, 15) if quick else (10_000, 300)

@@ -71,7 +71,7 @@ RETENTION = dt.timedelta(days=7)
 PRUNE_EVERY = dt.timedelta(hours=1)
 RETRY_FIRST_S = 30.0
 RETRY_MAX_S = 3600.0
-_INDEX_STAMP = "open_index_v1"
+INDEX_STAMP = "open_index_v1"
 _MODIFIED_KEYS = ("mtime", "LastModified", "last_modified", "updated", "modified")
 
 
@@ -354,7 +354,7 @@ class Inbox:
 
     def _index_ready(self) -> None:
         """Create ``open/``; once, index the unfinished batches an earlier version left without an entry."""
-        stamp = self.root / _INDEX_STAMP
+        stamp = self.root / INDEX_STAMP
         if stamp.exists():
             return
         self.open_index.mkdir(parents=True, exist_ok=True)
