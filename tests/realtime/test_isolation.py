@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from airflow.sdk import ObjectStoragePath
 
 from nylas_dataverse.core.config import GrantConfig
@@ -315,3 +316,38 @@ def test_while_the_grants_file_has_errors_notifications_of_grants_not_found_wait
     assert inbox.claim_batch() is not None
     totals = process_open_batches(inbox, list(configured.values()), staging)
     assert totals["extracted"] == 1
+
+
+def test_the_realtime_task_fails_naming_the_failed_grant_after_the_others_landed(
+    sandbox: Any,
+    staging: ObjectStoragePath,
+    sender: WebhookSender,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.sdk.exceptions import AirflowFailException
+
+    config = sandbox.grants_config()
+    for entry in config["grants"]:
+        if entry["key"] == "bob":
+            entry["nylas_conn_id"] = "nylas_typo"
+    grants_file = tmp_path / "grants.yaml"
+    grants_file.write_text(yaml.safe_dump(config))
+    monkeypatch.setenv("NYLAS_DATAVERSE_CONFIG", str(grants_file))
+    monkeypatch.setenv("NYLAS_DATAVERSE_STAGING", str(staging))
+    inbox = Inbox(staging)
+    _store(
+        inbox,
+        sender,
+        sandbox.nylas.messages_for("alice", DAY)[:1] + sandbox.nylas.messages_for("bob", DAY)[:1],
+    )
+    assert inbox.claim_batch() is not None
+    project = Path(__file__).resolve().parents[2]
+    bag = DagBag(dag_folder=str(project / "dags" / "nylas_realtime.py"))
+
+    with pytest.raises(AirflowFailException, match=r"grant\(s\) failed \(bob\)") as failed:
+        bag.dags["nylas_to_dataverse__realtime"].get_task("process").python_callable()
+
+    assert "nylas_typo" in str(failed.value)
+    assert len(sandbox.dataverse.emails_with_parties()) >= 1  # alice's mail landed
