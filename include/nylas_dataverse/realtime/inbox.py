@@ -398,7 +398,11 @@ class Inbox:
     # Housekeeping -----------------------------------------------------------------------------------------
 
     def prune(self, retention: dt.timedelta = RETENTION, *, force: bool = False) -> int:
-        """Delete markers and finished batches older than ``retention``; at most once per hour."""
+        """Delete markers, finished batches and temporary files older than ``retention``; at most hourly.
+
+        A temporary file in ``incoming/`` is what a receiver killed mid-write leaves; it never held an
+        accepted notification (the receiver answers only after the whole file is in place).
+        """
         now = self.clock()
         stamp = self.root / "pruned_at"
         if not force and stamp.exists():
@@ -409,13 +413,18 @@ class Inbox:
                 pass
         cutoff = now - retention.total_seconds()
         removed = 0
-        for kind in ("notifications", "messages"):
-            folder = self.root / "seen" / kind
+        for folder, only_temporary in (
+            (self.root / "seen" / "notifications", False),
+            (self.root / "seen" / "messages", False),
+            (self.incoming, True),
+        ):
             try:
                 entries = folder.fs.ls(folder.path, detail=True)
             except FileNotFoundError:
                 continue
             for entry in entries:
+                if only_temporary and not str(entry["name"]).endswith(".tmp"):
+                    continue
                 modified = _modified(entry)
                 if modified is not None and modified < cutoff:
                     _remove(folder / str(entry["name"]).rsplit("/", 1)[-1])
