@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -351,3 +352,25 @@ def test_the_realtime_task_fails_naming_the_failed_grant_after_the_others_landed
 
     assert "nylas_typo" in str(failed.value)
     assert len(sandbox.dataverse.emails_with_parties()) >= 1  # alice's mail landed
+
+
+def test_a_given_up_part_waiting_for_its_retry_still_counts_on_the_health_page(
+    sandbox: Any, staging: ObjectStoragePath, sender: WebhookSender
+) -> None:
+    from nylas_dataverse.health.inbox import read_inbox
+
+    inbox = Inbox(staging)
+    broken = _with(grants(sandbox)["bob"], nylas_conn_id="nylas_missing")
+    message = sandbox.nylas.messages_for("bob", DAY)[0]
+    _store(inbox, sender, [message])
+    assert inbox.claim_batch() is not None
+    with pytest.raises(RealtimeFailuresError):
+        process_open_batches(inbox, [broken], staging)
+
+    health = read_inbox(staging)
+
+    assert health.depth == 1
+    assert health.pending == 1
+    assert health.oldest_pending_at is not None
+    # Its arrival (past), not when its retry is due (30 s ahead).
+    assert health.oldest_pending_at.timestamp() <= time.time()
