@@ -16,6 +16,9 @@ Shape::
       query_overlap_minutes: 60             # the Nylas query reaches this far into both neighbouring days
       verify_after_load: true               # look the created Message-IDs up again for second rows
       remove_race_duplicates: false         # and delete the copy this pipeline made when there is one
+      retention_days: 30                    # optional, 1..3650: the staging retention DAG deletes message
+                                            # bodies (messages, payloads) of days older than this; unset:
+                                            # kept until deleted otherwise (docs/deployment.md)
       policy:
         internal_only: skip                 # skip | track
         skip_automated: true
@@ -120,6 +123,7 @@ class GrantConfig:
     query_overlap_minutes: int = 60
     verify_after_load: bool = True
     remove_race_duplicates: bool = False
+    retention_days: int | None = None
     policy: PolicyConfig = field(default_factory=PolicyConfig)
 
     @property
@@ -357,6 +361,7 @@ _SETTING_KEYS: dict[str, Validator] = {
     "query_overlap_minutes": _integer(0, 1440),
     "verify_after_load": _flag,
     "remove_race_duplicates": _flag,
+    "retention_days": _integer(1, 3650),
 }
 
 _GRANT_OWN_KEYS: dict[str, Validator] = {
