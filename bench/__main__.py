@@ -20,7 +20,7 @@ from bench.machine import describe_machine
 from bench.sandbox_process import SandboxProcess
 
 RESULTS = PROJECT_ROOT / "bench" / "results.json"
-FIGURES = ("transform", "e2e", "throttled", "multi_grant", "memory", "dashboard")
+FIGURES = ("transform", "e2e", "throttled", "multi_grant", "memory", "dashboard", "app_users")
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -55,8 +55,13 @@ def main(argv: list[str] | None = None) -> int:
     plan = figures.QUICK_PLAN if args.quick else figures.Plan()
     say(f"Scratch folder {workdir}; figures: {', '.join(f for f in FIGURES if f in wanted)}")
     measured: dict[str, Any] = {}
+    from bench import app_users
+
     sandbox = SandboxProcess(
-        workdir / "sandbox", time_scale=plan.throttled_time_scale, log_path=workdir / "sandbox.log"
+        workdir / "sandbox",
+        time_scale=plan.throttled_time_scale,
+        log_path=workdir / "sandbox.log",
+        application_users=app_users.APPLICATION_USERS,
     )
     try:
         with sandbox:
@@ -82,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
 
                 sizes = dashboard.QUICK if args.quick else {}
                 measured["dashboard"] = dashboard.measure(workdir / "dashboard", **sizes)
+            if "app_users" in wanted:
+                measured["app_users"] = app_users.measure(
+                    harness, app_users.QUICK if args.quick else app_users.ScalingPlan()
+                )
     finally:
         if args.keep:
             say(f"Kept {workdir}")
@@ -161,6 +170,9 @@ def _results(measured: dict[str, Any], plan: Any, *, quick: bool, seconds: float
         results["dashboard_overview_s"] = dashboard_figures["overview_s"]
         results["dashboard_overview_warm_s"] = dashboard_figures["overview_data_warm_s"]
         results["dashboard_summary_write_s"] = dashboard_figures["summary_write_s"]
+    if "app_users" in measured:
+        for users, ratio in measured["app_users"]["scaling"].items():
+            results[f"app_user_scaling_{users}"] = ratio
     results["details"] = measured
     results["plan"] = {k: v for k, v in vars(plan).items()}
     return results
@@ -222,6 +234,18 @@ def _table(results: dict[str, Any]) -> str:
         ),
         ("  the next request (summaries cached)", value("dashboard_overview_warm_s", "{} s"), "", ""),
         ("  what a report adds (entry + summary)", value("dashboard_summary_write_s", "{} s"), "", ""),
+        (
+            "2 application users vs 1, throughput",
+            value("app_user_scaling_2", "{}x"),
+            ">= 1.8x",
+            met("app_user_scaling_2", lambda v: v >= 1.8),
+        ),
+        (
+            "4 application users vs 1, throughput",
+            value("app_user_scaling_4", "{}x"),
+            ">= 3.4x",
+            met("app_user_scaling_4", lambda v: v >= 3.4),
+        ),
     ]
     if "throttled_settings" in results:
         settings = results["throttled_settings"]

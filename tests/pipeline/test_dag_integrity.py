@@ -148,3 +148,29 @@ def test_the_retention_dag_is_a_dry_run_unless_told_otherwise(monkeypatch: pytes
     assert dag.params["dry_run"] is True
     monkeypatch.setenv("NYLAS_DATAVERSE_RETENTION_DRY_RUN", "false")
     assert _bag().dags[RETENTION].params["dry_run"] is False
+
+
+def test_each_application_user_gets_its_own_dataverse_pool(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = yaml.safe_load((PROJECT_ROOT / "include" / "grants.yaml").read_text())
+    config["grants"][1]["dataverse_conn_id"] = "dataverse_app_2"
+    path = tmp_path / "grants.yaml"
+    path.write_text(yaml.safe_dump(config))
+    monkeypatch.setenv("NYLAS_DATAVERSE_CONFIG", str(path))
+    key = config["grants"][1]["key"]
+
+    dags = _bag().dags
+    pools = {
+        dag_id: {task.task_id: task.pool for task in dag.tasks if task.task_id in {"transform", "load"}}
+        for dag_id, dag in dags.items()
+        if dag_id not in ALWAYS
+    }
+
+    assert pools[f"nylas_to_dataverse__{key}"] == {
+        "transform": "dataverse_api__dataverse_app_2",
+        "load": "dataverse_api__dataverse_app_2",
+    }
+    others = [p for dag_id, p in pools.items() if dag_id != f"nylas_to_dataverse__{key}"]
+    assert others
+    assert all(p == {"transform": "dataverse_api", "load": "dataverse_api"} for p in others)
