@@ -98,9 +98,9 @@ def measure(harness: Harness, plan: ScalingPlan) -> dict[str, Any]:
                 "transform"
             )
             specs.append(spec)
-        say(f"App users: {users} load(s) at once, one application user each")
+        say(f"App users: {LOADS} loads at once over {users} application user(s)")
         with Sampler(
-            sandbox, interval_s=0.25, expected=count * users, progress_every_s=15.0, label="  load"
+            sandbox, interval_s=0.25, expected=count * LOADS, progress_every_s=15.0, label="  load"
         ) as series:
             results = _loads_at_once(harness, specs)
         for result in results:
