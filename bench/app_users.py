@@ -48,7 +48,7 @@ class ScalingPlan:
     messages_per_load: int = 3_000
 
 
-QUICK = ScalingPlan(messages_per_load=250)  # a smoke test: too small for the goals
+QUICK = ScalingPlan(time_scale=0.05, messages_per_load=100)  # a smoke test: too small for the goals
 
 
 def _loads_at_once(harness: Harness, specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
