@@ -20,7 +20,7 @@ from bench.machine import describe_machine
 from bench.sandbox_process import SandboxProcess
 
 RESULTS = PROJECT_ROOT / "bench" / "results.json"
-FIGURES = ("transform", "e2e", "throttled", "multi_grant", "memory", "dashboard", "realtime")
+FIGURES = ("transform", "e2e", "throttled", "multi_grant", "memory", "dashboard", "realtime", "app_users")
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -55,8 +55,13 @@ def main(argv: list[str] | None = None) -> int:
     plan = figures.QUICK_PLAN if args.quick else figures.Plan()
     say(f"Scratch folder {workdir}; figures: {', '.join(f for f in FIGURES if f in wanted)}")
     measured: dict[str, Any] = {}
+    from bench import app_users
+
     sandbox = SandboxProcess(
-        workdir / "sandbox", time_scale=plan.throttled_time_scale, log_path=workdir / "sandbox.log"
+        workdir / "sandbox",
+        time_scale=plan.throttled_time_scale,
+        log_path=workdir / "sandbox.log",
+        application_users=app_users.APPLICATION_USERS,
     )
     try:
         with sandbox:
@@ -86,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
                 from bench import realtime_bench
 
                 measured["realtime"] = realtime_bench.measure(harness, quick=args.quick)
+            if "app_users" in wanted:
+                measured["app_users"] = app_users.measure(
+                    harness, app_users.QUICK if args.quick else app_users.ScalingPlan()
+                )
     finally:
         if args.keep:
             say(f"Kept {workdir}")
@@ -169,6 +178,9 @@ def _results(measured: dict[str, Any], plan: Any, *, quick: bool, seconds: float
         from bench import realtime_bench
 
         results.update(realtime_bench.results(measured["realtime"]))
+    if "app_users" in measured:
+        for users, ratio in measured["app_users"]["scaling"].items():
+            results[f"app_user_scaling_{users}"] = ratio
     results["details"] = measured
     results["plan"] = {k: v for k, v in vars(plan).items()}
     return results
@@ -255,6 +267,18 @@ def _table(results: dict[str, Any]) -> str:
             "",
         ),
         ("  Dataverse requests per email", value("realtime_burst_requests_per_email"), "", ""),
+        (
+            "2 application users vs 1, throughput",
+            value("app_user_scaling_2", "{}x"),
+            ">= 1.8x",
+            met("app_user_scaling_2", lambda v: v >= 1.8),
+        ),
+        (
+            "4 application users vs 1, throughput",
+            value("app_user_scaling_4", "{}x"),
+            ">= 3.4x",
+            met("app_user_scaling_4", lambda v: v >= 3.4),
+        ),
     ]
     if "throttled_settings" in results:
         settings = results["throttled_settings"]

@@ -19,8 +19,11 @@ from nylas_dataverse_sandbox import personas
 class SandboxProcess:
     """``python -m bench.sandbox_server`` on free ports; admin routes wrapped as methods."""
 
-    def __init__(self, state_dir: Path, *, time_scale: float, log_path: Path) -> None:
+    def __init__(
+        self, state_dir: Path, *, time_scale: float, log_path: Path, application_users: int = 1
+    ) -> None:
         self.state_dir = state_dir
+        self.application_users = application_users
         self.time_scale = time_scale
         self.log_path = log_path
         self._process: subprocess.Popen[str] | None = None
@@ -45,6 +48,8 @@ class SandboxProcess:
             str(self.state_dir),
             "--time-scale",
             str(self.time_scale),
+            "--application-users",
+            str(self.application_users),
         ]
         self._process = subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, text=True
@@ -78,12 +83,13 @@ class SandboxProcess:
     # --- client side --------------------------------------------------------------------------------
 
     def environment(self, *, max_concurrency: int | None = None) -> dict[str, str]:
-        """What a pipeline process needs; ``max_concurrency`` sets the Dataverse connection's extra."""
+        """What a pipeline process needs; ``max_concurrency`` sets the Dataverse connections' extra."""
         env = dict(self.description["environment"])
         if max_concurrency is not None:
-            connection = json.loads(env["AIRFLOW_CONN_DATAVERSE_DEFAULT"])
-            connection["extra"]["max_concurrency"] = max_concurrency
-            env["AIRFLOW_CONN_DATAVERSE_DEFAULT"] = json.dumps(connection)
+            for name in [name for name in env if name.startswith("AIRFLOW_CONN_DATAVERSE_")]:
+                connection = json.loads(env[name])
+                connection["extra"]["max_concurrency"] = max_concurrency
+                env[name] = json.dumps(connection)
         return env
 
     @property

@@ -23,6 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--state-dir", required=True)
     parser.add_argument("--time-scale", type=float, default=1.0)
+    parser.add_argument("--application-users", type=int, default=1)
     args = parser.parse_args(argv)
 
     config = SandboxConfig(
@@ -31,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         entra_port=0,
         dataverse_port=0,
         limits=ServiceProtectionLimits(time_scale=args.time_scale),
+        application_users=args.application_users,
     )
     sandbox = Sandbox.start(config)
     stop = threading.Event()

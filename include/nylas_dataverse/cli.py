@@ -9,6 +9,11 @@
   ``RetrieveUserPrivileges``; each application user is checked once).
 
 It prints one line per check and exits 0 when everything passed, 1 otherwise. It only reads.
+
+``nylas-dataverse assign-users --user CONN [--user CONN ...] [--by count|volume]`` spreads the enabled grants
+over several Dataverse application users (one Airflow connection each), evenly or by each grant's emails
+created per day in the health summaries (``core/assignment.py`` has the rule), and prints each grant's
+``dataverse_conn_id``, every user's share and the Airflow pools to create. It only reads.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
+from nylas_dataverse.core import assignment
 from nylas_dataverse.core.config import GrantConfig
 from nylas_dataverse.core.errors import Failure, FailureKind
 from nylas_dataverse.core.privileges import PrivilegeCheck
@@ -27,6 +33,8 @@ from nylas_dataverse.hooks.nylas import NylasHook
 from nylas_dataverse.pipeline import preflight
 from nylas_dataverse.pipeline.failures import classify
 from nylas_dataverse.pipeline.settings import load_grants
+from nylas_dataverse.pipeline.staging import staging_root
+from nylas_dataverse.pipeline.summary import SummaryStore
 
 
 def _check_nylas(grant: GrantConfig) -> tuple[bool, str]:
@@ -78,14 +86,83 @@ def doctor(grants: Sequence[GrantConfig], out: TextIO | None = None) -> int:
     return 0 if not failed else 1
 
 
+def assign_users(
+    grants: Sequence[GrantConfig],
+    users: Sequence[str],
+    volumes: dict[str, float | None] | None = None,
+    *,
+    pool_slots: int = 2,
+    out: TextIO | None = None,
+) -> dict[str, str]:
+    """Print the assignment of ``grants`` to ``users`` (by ``volumes``, else evenly) and return it."""
+    write = (out or sys.stdout).write
+    by_volume = volumes is not None
+    known = volumes or {}
+    filled = assignment.with_unknown_filled({g.key: known.get(g.key) for g in grants} if by_volume else {})
+    weights = filled if by_volume else {g.key: 1.0 for g in grants}
+    chosen = assignment.assign(weights, users)
+    totals = assignment.loads(chosen, weights, users)
+    unit = "emails/day" if by_volume else "grants"
+    how = "volume" if by_volume else "count"
+    write(f"# {len(grants)} grants over {len(users)} application users, by {how}\n")
+    for user in users:
+        count = sum(1 for value in chosen.values() if value == user)
+        write(f"#   {user:<24} {count:>6} grants  {totals[user]:>10,.0f} {unit}\n")
+    if by_volume:
+        guessed = sorted(key for key in filled if known.get(key) is None)
+        if guessed:
+            write(f"#   no history, counted as the median: {', '.join(guessed)}\n")
+    write("# Set each grant's dataverse_conn_id in the grants file to:\n")
+    for key, user in chosen.items():
+        write(f"{key}: {user}\n")
+    write("# Each application user's transform and load tasks run in its own pool; create them with:\n")
+    for user in users:
+        write(
+            f"#   airflow pools set {assignment.pool_name(user)} {pool_slots} "
+            f"'Dataverse tasks of application user {user}'\n"
+        )
+    return chosen
+
+
+def _volumes(project_root: Path, grants: Sequence[GrantConfig]) -> dict[str, float | None]:
+    store = SummaryStore(staging_root(project_root))
+    return {grant.key: assignment.daily_volume(store.read_summary(grant.key)) for grant in grants}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="nylas-dataverse", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("doctor", help="check every grant's Nylas grant and Dataverse privileges")
     check.add_argument("--grant", action="append", default=[], help="only this grant key (repeatable)")
     check.add_argument("--project-root", type=Path, default=Path.cwd(), help="where include/grants.yaml is")
+    spread = sub.add_parser("assign-users", help="spread the grants over several Dataverse application users")
+    spread.add_argument(
+        "--user",
+        action="append",
+        required=True,
+        help="an application user's Airflow connection id (repeatable)",
+    )
+    spread.add_argument(
+        "--by",
+        choices=("count", "volume"),
+        default="count",
+        help="count: the same number of grants each; volume: by emails created per day (health summaries)",
+    )
+    spread.add_argument("--pool-slots", type=int, default=2, help="slots of each user's pool (default 2)")
+    spread.add_argument("--project-root", type=Path, default=Path.cwd(), help="where include/grants.yaml is")
     args = parser.parse_args(argv)
     config = load_grants(args.project_root)
+    if args.command == "assign-users":
+        for error in config.errors:
+            print(f"# not assigned, the grants file has a problem: {error}")
+        enabled = [g for g in config.grants if g.enabled]
+        try:
+            volumes = _volumes(args.project_root, enabled) if args.by == "volume" else None
+            assign_users(enabled, args.user, volumes, pool_slots=args.pool_slots)
+        except ValueError as exc:
+            print(f"FAIL {exc}")
+            return 1
+        return 1 if config.errors else 0
     for error in config.errors:
         print(f"FAIL grants file: {error}")
     grants = [g for g in config.grants if g.enabled and (not args.grant or g.key in args.grant)]

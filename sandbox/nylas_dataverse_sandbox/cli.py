@@ -62,6 +62,7 @@ def serve_config(args: argparse.Namespace) -> SandboxConfig:
         dataverse_faults=dataverse_faults,
         entra_validate_resource=args.entra_validate_resource,
         nylas_switches=nylas_switches(args),
+        application_users=args.application_users,
     )
 
 
@@ -159,6 +160,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=1.0,
         help="service-protection window and costs scale (0.01 = 5 min in 3 s)",
+    )
+    serve.add_argument(
+        "--application-users",
+        type=int,
+        default=1,
+        metavar="N",
+        help="Dataverse application users, each with its own limits (connections dataverse_default, "
+        "dataverse_app_2 ... dataverse_app_N)",
     )
     # --- Dataverse and Entra switches: one flag per field (dataverse/cli_options.py) ---
     from nylas_dataverse_sandbox.dataverse import cli_options as dataverse_options

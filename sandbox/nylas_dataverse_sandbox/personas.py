@@ -25,6 +25,18 @@ def stable_id(kind: str, name: str) -> str:
     return str(uuid.uuid5(_NAMESPACE, f"{kind}:{name}"))
 
 
+def application_client(number: int) -> tuple[str, str]:
+    """Client id and secret of the sandbox's application user ``number`` (1 is ``CLIENT_ID``); each is its
+    own Entra app registration and its own Dataverse application user, with its own service-protection
+    limits."""
+    if number < 1:
+        raise ValueError("application users are numbered from 1")
+    if number == 1:
+        return CLIENT_ID, CLIENT_SECRET
+    client_id = stable_id("entra-client", f"application-user-{number}")
+    return client_id, f"sandbox-client-secret-{number}-do-not-use"
+
+
 @dataclass(frozen=True)
 class Person:
     key: str

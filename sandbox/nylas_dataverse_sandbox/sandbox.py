@@ -49,6 +49,14 @@ class SandboxConfig:
     dataverse_behaviour: DataverseBehaviour = field(default_factory=DataverseBehaviour)
     dataverse_faults: DataverseFaults = field(default_factory=DataverseFaults)
     entra_validate_resource: bool = False  # tokens only for this sandbox's Dataverse URL
+    # Dataverse application users (Entra clients), each with its own service-protection limits; user 1
+    # is the connection dataverse_default, user N the connection dataverse_app_<N>.
+    application_users: int = 1
+
+
+def dataverse_conn_id(user: int) -> str:
+    """The Airflow connection of the sandbox's application user ``user`` (see ``application_users``)."""
+    return "dataverse_default" if user == 1 else f"dataverse_app_{user}"
 
 
 @dataclass
@@ -72,7 +80,10 @@ class Sandbox:
             switches=config.nylas_switches,
             list_includes_body=None if config.list_includes_body else False,
         )
-        entra = EntraBackend(token_lifetime_s=config.token_lifetime_s)
+        if config.application_users < 1:
+            raise ValueError("application_users must be at least 1")
+        clients = dict(personas.application_client(n) for n in range(1, config.application_users + 1))
+        entra = EntraBackend(token_lifetime_s=config.token_lifetime_s, clients=clients)
         dataverse = DataverseBackend(
             db_path=state / "dataverse.sqlite3",
             entra=entra,
@@ -116,13 +127,22 @@ class Sandbox:
     def nylas_connection(self) -> dict[str, object]:
         return {"conn_type": "nylas", "host": self.nylas_url, "password": personas.NYLAS_API_KEY}
 
-    def dataverse_connection(self) -> dict[str, object]:
+    def dataverse_connection(self, user: int = 1) -> dict[str, object]:
+        """The Airflow connection of application user ``user`` (1: ``dataverse_default``)."""
+        client_id, secret = personas.application_client(user)
         return {
             "conn_type": "dataverse",
             "host": self.dataverse_url,
-            "login": personas.CLIENT_ID,
-            "password": personas.CLIENT_SECRET,
+            "login": client_id,
+            "password": secret,
             "extra": {"tenant_id": personas.TENANT_ID, "authority_host": self.entra_url},
+        }
+
+    def dataverse_connections(self) -> dict[str, dict[str, object]]:
+        """Every application user's connection, by connection id."""
+        return {
+            dataverse_conn_id(user): self.dataverse_connection(user)
+            for user in range(1, self.config.application_users + 1)
         }
 
     def grants_config(self) -> dict[str, object]:
@@ -146,7 +166,10 @@ class Sandbox:
         state = self.config.state_dir.resolve()
         return {
             "AIRFLOW_CONN_NYLAS_DEFAULT": json.dumps(self.nylas_connection()),
-            "AIRFLOW_CONN_DATAVERSE_DEFAULT": json.dumps(self.dataverse_connection()),
+            **{
+                f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps(connection)
+                for conn_id, connection in self.dataverse_connections().items()
+            },
             "REQUESTS_CA_BUNDLE": str(self.ca_pem),
             "NYLAS_DATAVERSE_CONFIG": str(state / "grants.yaml"),
         }

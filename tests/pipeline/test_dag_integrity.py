@@ -20,6 +20,9 @@ DAGS = PROJECT_ROOT / "dags"
 
 
 REALTIME = "nylas_to_dataverse__realtime"
+RETENTION = "nylas_dataverse_staging_retention"
+# DAGs that exist whatever the grants file says (they read it when they run).
+ALWAYS = {REALTIME, RETENTION}
 
 
 def _bag() -> DagBag:
@@ -28,7 +31,7 @@ def _bag() -> DagBag:
 
 
 def _daily(bag: DagBag) -> dict[str, object]:
-    return {dag_id: dag for dag_id, dag in bag.dags.items() if dag_id != REALTIME}
+    return {dag_id: dag for dag_id, dag in bag.dags.items() if dag_id not in ALWAYS}
 
 
 def _grant_keys(path: Path) -> list[str]:
@@ -39,7 +42,7 @@ def test_every_grant_gets_one_dag_and_nothing_fails_to_import() -> None:
     bag = _bag()
     assert bag.import_errors == {}
     expected = {f"nylas_to_dataverse__{key}" for key in _grant_keys(PROJECT_ROOT / "include" / "grants.yaml")}
-    assert set(bag.dag_ids) == expected | {REALTIME}
+    assert set(bag.dag_ids) == expected | ALWAYS
 
 
 def test_dags_schedule_whole_utc_days_identified_by_the_day_they_sync() -> None:
@@ -120,7 +123,7 @@ def test_an_invalid_grant_is_reported_by_name_and_the_others_still_load(
 
     bag = _bag()
 
-    assert set(bag.dag_ids) == {"nylas_to_dataverse__alice", "nylas_to_dataverse__carol", REALTIME}
+    assert set(bag.dag_ids) == {"nylas_to_dataverse__alice", "nylas_to_dataverse__carol", *ALWAYS}
     [(path, error)] = bag.import_errors.items()
     assert path.endswith("nylas_to_dataverse_config_check.py")
     assert str(bad) in error
@@ -133,7 +136,41 @@ def test_a_missing_grants_file_is_a_clear_import_error(
 ) -> None:
     monkeypatch.setenv("NYLAS_DATAVERSE_CONFIG", str(tmp_path / "nope.yaml"))
     bag = _bag()
-    assert bag.dag_ids == [REALTIME]  # it reads the grants file only when it runs
+    assert set(bag.dag_ids) == ALWAYS  # they read the grants file only when it runs
     [error] = bag.import_errors.values()
     assert "nope.yaml" in error
     assert "NYLAS_DATAVERSE_CONFIG" in error
+
+
+def test_the_retention_dag_is_a_dry_run_unless_told_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    dag = _bag().dags[RETENTION]
+    assert [task.task_id for task in dag.tasks] == ["clean_staging"]
+    assert dag.params["dry_run"] is True
+    monkeypatch.setenv("NYLAS_DATAVERSE_RETENTION_DRY_RUN", "false")
+    assert _bag().dags[RETENTION].params["dry_run"] is False
+
+
+def test_each_application_user_gets_its_own_dataverse_pool(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = yaml.safe_load((PROJECT_ROOT / "include" / "grants.yaml").read_text())
+    config["grants"][1]["dataverse_conn_id"] = "dataverse_app_2"
+    path = tmp_path / "grants.yaml"
+    path.write_text(yaml.safe_dump(config))
+    monkeypatch.setenv("NYLAS_DATAVERSE_CONFIG", str(path))
+    key = config["grants"][1]["key"]
+
+    dags = _bag().dags
+    pools = {
+        dag_id: {task.task_id: task.pool for task in dag.tasks if task.task_id in {"transform", "load"}}
+        for dag_id, dag in dags.items()
+        if dag_id not in ALWAYS
+    }
+
+    assert pools[f"nylas_to_dataverse__{key}"] == {
+        "transform": "dataverse_api__dataverse_app_2",
+        "load": "dataverse_api__dataverse_app_2",
+    }
+    others = [p for dag_id, p in pools.items() if dag_id != f"nylas_to_dataverse__{key}"]
+    assert others
+    assert all(p == {"transform": "dataverse_api", "load": "dataverse_api"} for p in others)

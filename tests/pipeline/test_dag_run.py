@@ -60,3 +60,29 @@ def test_a_run_for_a_day_a_rerun_of_it_and_retired_parameters(
     assert second["counts"]["created"] == 0
     assert second["counts"]["already_present"] == first["counts"]["created"]
     assert len(sandbox.dataverse.emails_with_parties()) == rows
+
+
+def test_the_retention_dag_deletes_old_bodies_when_told_to(
+    airflow_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow.sdk import ObjectStoragePath
+
+    from nylas_dataverse.pipeline.staging import RunStaging
+
+    staging = tmp_path / "staging"
+    monkeypatch.setenv("NYLAS_DATAVERSE_STAGING", staging.as_uri())
+    grants = tmp_path / "grants.yaml"
+    grants.write_text("grants: [{key: alice, grant_id: g-1, start_date: 2026-01-01, retention_days: 1}]\n")
+    monkeypatch.setenv("NYLAS_DATAVERSE_CONFIG", str(grants))
+    old = (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=5)).isoformat()
+    run = RunStaging(ObjectStoragePath(staging.as_uri()), "nylas_to_dataverse__alice", old)
+    with run.writer("messages.jsonl.gz") as writer:
+        writer.write({"id": "m-1", "body": "a body"})
+    run.write_json("report.json", {"counts": {}})
+    body = staging / "nylas_to_dataverse__alice" / old / "messages.jsonl.gz"
+    dag = _dag("nylas_dataverse_staging_retention")
+
+    # The default is a dry run (test_dag_integrity checks the param; test_retention what a dry run does).
+    assert dag.test(run_conf={"dry_run": False}).state == "success"
+    assert not body.exists()
+    assert (staging / "nylas_to_dataverse__alice" / old / "report.json").exists()

@@ -20,6 +20,9 @@ Shape::
       max_attachment_mb: 20                 # optional: larger files are skipped (the org's limit applies too)
       inline_attachments: skip              # skip | keep: inline parts (signature logos, embedded images)
       blocked_attachment_types: [.exe, application/x-msdownload]   # extensions and/or content types
+      retention_days: 30                    # optional, 1..3650: the staging retention DAG deletes message
+                                            # bodies (messages, payloads) of days older than this; unset:
+                                            # kept until deleted otherwise (docs/deployment.md)
       policy:
         internal_only: skip                 # skip | track
         skip_automated: true
@@ -133,6 +136,7 @@ class GrantConfig:
     max_attachment_mb: int | None = None
     inline_attachments: str = "skip"
     blocked_attachment_types: tuple[str, ...] = DEFAULT_BLOCKED_TYPES
+    retention_days: int | None = None
     policy: PolicyConfig = field(default_factory=PolicyConfig)
 
     @property
@@ -404,6 +408,7 @@ _SETTING_KEYS: dict[str, Validator] = {
     "max_attachment_mb": _integer(1, 128),
     "inline_attachments": _choice(INLINE_CHOICES),
     "blocked_attachment_types": _file_types,
+    "retention_days": _integer(1, 3650),
 }
 
 _GRANT_OWN_KEYS: dict[str, Validator] = {

@@ -14,6 +14,7 @@ from typing import Any
 import pendulum
 from airflow.sdk import DAG, dag, get_current_context, task
 
+from nylas_dataverse.core.assignment import DEFAULT_POOL, pool_name
 from nylas_dataverse.core.config import AlertsConfig, GrantConfig
 from nylas_dataverse.core.errors import Failure
 from nylas_dataverse.core.window import run_window as run_day_window
@@ -28,7 +29,7 @@ from nylas_dataverse.pipeline.timetable import UtcDayTimetable
 log = logging.getLogger(__name__)
 
 NYLAS_POOL = "nylas_api"
-DATAVERSE_POOL = "dataverse_api"
+DATAVERSE_POOL = DEFAULT_POOL  # of dataverse_default; every other application user has its own (pool_name)
 
 _DOC = """
 ### Nylas → Dataverse: {name}
@@ -167,12 +168,12 @@ def build_dag(grant: GrantConfig, project_root: Path, alerts: AlertsConfig | Non
             services = Services.for_grant(grant)
             return attempt(stage, staging, lambda: run_stage(stage, grant, staging, services))
 
-        @task(pool=DATAVERSE_POOL, execution_timeout=dt.timedelta(hours=2))
+        @task(pool=pool_name(grant.dataverse_conn_id), execution_timeout=dt.timedelta(hours=2))
         def transform(path: str) -> str:
             later_stage("transform", path)
             return path
 
-        @task(pool=DATAVERSE_POOL, execution_timeout=dt.timedelta(hours=4))
+        @task(pool=pool_name(grant.dataverse_conn_id), execution_timeout=dt.timedelta(hours=4))
         def load(path: str) -> str:
             later_stage("load", path)
             return path

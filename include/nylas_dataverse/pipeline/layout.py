@@ -56,6 +56,11 @@ SUMMARY_DIR = "_summary"
 SUMMARY_DAILY = "daily"
 SUMMARY_REALTIME = "realtime"
 
+# What the staging retention DAG deletes from a run folder once it is older than the grant's
+# retention_days (pipeline/retention.py): the files holding message bodies. Everything else stays:
+# manifests, the quarantine (evidence of a failed outcome), load parts, ledger, report, failure.json.
+BODY_FILES = (MESSAGES, DECISIONS)
+
 # What each stage writes; rerunning a stage invalidates its own files and everything after it.
 STAGES = ("extract", "transform", "load", "report")
 STAGE_FILES: Mapping[str, tuple[str, ...]] = MappingProxyType(

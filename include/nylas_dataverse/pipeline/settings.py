@@ -8,6 +8,7 @@ from pathlib import Path
 from nylas_dataverse.core.config import ConfigError, ConfigResult, parse_config
 
 CONFIG_ENV = "NYLAS_DATAVERSE_CONFIG"
+RETENTION_DRY_RUN_ENV = "NYLAS_DATAVERSE_RETENTION_DRY_RUN"
 
 
 def config_path(project_root: Path) -> Path:
@@ -25,6 +26,14 @@ def load_grants(project_root: Path) -> ConfigResult:
         error = ConfigError(str(path), None, None, f"cannot read the grants file ({exc.strerror}); {hint}")
         return ConfigResult(grants=(), errors=(error,))
     return parse_config(text, str(path))
+
+
+def retention_dry_run_default() -> bool:
+    """Whether the staging retention DAG's runs only list what they would delete (its ``dry_run`` param's
+    default). True unless ``NYLAS_DATAVERSE_RETENTION_DRY_RUN`` is ``false``, ``0`` or ``no``: a new
+    deployment shows what it would delete before it deletes anything."""
+    value = os.environ.get(RETENTION_DRY_RUN_ENV, "").strip().casefold()
+    return value not in {"false", "0", "no", "off"}
 
 
 class InvalidGrantsFileError(ValueError):
