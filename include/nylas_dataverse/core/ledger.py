@@ -123,6 +123,7 @@ class RunReport:
         self.ambiguous_addresses = 0
         self.requests: dict[str, int] = {}
         self.durations_s: dict[str, float] = {}
+        self.files: dict[str, str] = {}  # what the run wrote for people to open (name -> URL)
         self.counts: Counter[Outcome] = Counter({outcome: 0 for outcome in Outcome})
         self.skipped_by_reason: Counter[str] = Counter()
         self.failed_by_reason: Counter[str] = Counter()
@@ -175,6 +176,7 @@ class RunReport:
             "ambiguous_addresses": self.ambiguous_addresses,
             "requests": dict(sorted(self.requests.items())),
             "durations_s": {name: round(value, 3) for name, value in sorted(self.durations_s.items())},
+            "files": dict(sorted(self.files.items())),
         }
 
     def summary_table(self) -> str:
@@ -196,4 +198,5 @@ class RunReport:
         lines = [header, rule]
         lines.extend(f"{label.ljust(label_width)}  {value.rjust(value_width)}" for label, value in rows)
         lines.append(rule)
+        lines.extend(f"{name}: {url}" for name, url in sorted(self.files.items()))
         return "\n".join(lines)

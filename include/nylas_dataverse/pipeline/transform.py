@@ -33,8 +33,10 @@ from nylas_dataverse.core.messages import BadMessage, NylasMessage, parse_messag
 from nylas_dataverse.core.policy import FolderRoles, SkipReason, ThreadTracker, decide, party_addresses
 from nylas_dataverse.core.records import Decision
 from nylas_dataverse.core.resolution import Directory
+from nylas_dataverse.core.unresolved import UnresolvedTally
 from nylas_dataverse.hooks.dataverse import DataverseHook
 from nylas_dataverse.pipeline import layout
+from nylas_dataverse.pipeline import unresolved as unresolved_files
 from nylas_dataverse.pipeline.directory import resolve_addresses
 from nylas_dataverse.pipeline.staging import FORMAT_VERSION, RunStaging
 
@@ -141,6 +143,7 @@ def transform_window(grant: GrantConfig, staging: RunStaging, dataverse: Dataver
 
     counts = {"to_load": 0, "skipped": 0, "failed": 0}
     unresolved: Counter[str] = Counter()  # address -> messages naming it
+    tally = UnresolvedTally()
     ambiguous: set[str] = set()
     with staging.writer(layout.DECISIONS) as decisions, staging.writer(layout.QUARANTINE) as quarantine:
         for item in _parsed(staging, manifest):
@@ -150,9 +153,12 @@ def transform_window(grant: GrantConfig, staging: RunStaging, dataverse: Dataver
                     item.nylas_id, grant.grant_id, Outcome.FAILED, reason=f"invalid_message: {item.error}"
                 )
             else:
-                decision = _decision(item.message, grant, policy, directory, context, unresolved, ambiguous)
+                decision = _decision(
+                    item.message, grant, policy, directory, context, unresolved, ambiguous, tally
+                )
             counts["to_load" if decision.pending else str(decision.outcome)] += 1
             decisions.write(decision.to_json())
+    unresolved_files.write_run(staging, tally)
 
     staging.write_json(
         layout.TRANSFORM_MANIFEST,
@@ -162,6 +168,7 @@ def transform_window(grant: GrantConfig, staging: RunStaging, dataverse: Dataver
                 layout.DECISIONS: decisions.manifest_entry(),
                 layout.QUARANTINE: quarantine.manifest_entry(),
             },
+            "unresolved_file": layout.UNRESOLVED,
             "counts": counts,
             "unresolved_addresses": len(unresolved),
             # The most frequent ones, for the health page's list of addresses to add to Dataverse.
@@ -197,6 +204,7 @@ def _decision(
     context: MappingContext,
     unresolved: Counter[str],
     ambiguous: set[str],
+    tally: UnresolvedTally,
 ) -> Decision:
     skip = policy.skip_reason(message)
     if skip is not None:
@@ -216,5 +224,6 @@ def _decision(
             message.id, grant.grant_id, Outcome.FAILED, reason=f"mapping_error: {type(exc).__name__}: {exc}"
         )
     unresolved.update(address.casefold() for address in mapped.unresolved)
+    tally.add_message(message, mapped.unresolved, outgoing=mapped.record.outgoing)
     ambiguous.update(address.casefold() for address in mapped.ambiguous)
     return Decision.to_load(message.id, grant.grant_id, mapped.record)
