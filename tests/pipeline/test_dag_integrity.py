@@ -137,3 +137,11 @@ def test_a_missing_grants_file_is_a_clear_import_error(
     [error] = bag.import_errors.values()
     assert "nope.yaml" in error
     assert "NYLAS_DATAVERSE_CONFIG" in error
+
+
+def test_the_trigger_form_offers_a_dry_run_off_by_default_with_a_description() -> None:
+    for dag in _daily(_bag()).values():
+        param = dag.params.get_param("dry_run")  # type: ignore[attr-defined]
+        assert param.value is False
+        assert param.schema["type"] == "boolean"
+        assert "nothing is written to Dataverse" in param.description

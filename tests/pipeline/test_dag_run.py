@@ -60,3 +60,20 @@ def test_a_run_for_a_day_a_rerun_of_it_and_retired_parameters(
     assert second["counts"]["created"] == 0
     assert second["counts"]["already_present"] == first["counts"]["created"]
     assert len(sandbox.dataverse.emails_with_parties()) == rows
+
+
+def test_a_dry_run_from_the_trigger_form_writes_the_plan_and_nothing_to_dataverse(
+    airflow_db: Path, sandbox: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NYLAS_DATAVERSE_STAGING", tmp_path.as_uri())
+    dag = _dag("nylas_to_dataverse__alice")
+
+    run = dag.test(logical_date=dt.datetime(2026, 11, 3, tzinfo=dt.UTC), run_conf={"dry_run": True})
+
+    assert run.state == "success"
+    plan = json.loads((tmp_path / dag.dag_id / "plan-2026-11-03" / "plan.json").read_text())
+    assert plan["counts"]["create"] > 0
+    assert (tmp_path / dag.dag_id / "plan-2026-11-03" / "plan.csv").exists()
+    assert not (tmp_path / dag.dag_id / "2026-11-03").exists()
+    assert sandbox.dataverse.emails_with_parties() == []
+    assert not any(name.startswith("writes.") for name in sandbox.dataverse.counters())

@@ -15,6 +15,7 @@ Under the staging root (``NYLAS_DATAVERSE_STAGING``, any ``ObjectStoragePath`` U
         load.json                       manifest written last by load
         ledger.jsonl                    one outcome per extracted message
         report.json                     run counts, request counts, durations
+        plan.json, plan.csv             a dry run's plan instead of load, ledger and report (pipeline/plan.py)
         failure.json                    the last failed attempt of a task: kind, message (removed by a rerun)
     _realtime/                          the webhook inbox (realtime/inbox.py documents its sub-layout)
         grant_status/<grant id>.json    the newest grant.expired notification of a grant (the receiver)
@@ -49,6 +50,8 @@ LOAD_PARTS = "load"
 LOAD_MANIFEST = "load.json"
 LEDGER = "ledger.jsonl"
 REPORT = "report.json"
+PLAN = "plan.json"
+PLAN_CSV = "plan.csv"
 FAILURE = "failure.json"
 
 INBOX_DIR = "_realtime"
