@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
 from pathlib import Path
@@ -13,6 +14,7 @@ import yaml
 
 from nylas_dataverse.cli import main
 from nylas_dataverse.core import unresolved
+from nylas_dataverse.hooks.dataverse import DataverseHook
 from nylas_dataverse.pipeline import layout
 
 from .conftest import DAY, Runner, grants
@@ -73,6 +75,7 @@ def test_a_dry_run_plans_every_message_and_writes_nothing_to_dataverse(sandbox: 
     assert {"internal_only", "automated"} <= set(plan["skipped_by_reason"])
     assert set(rows[0]) >= {"decision", "reason", "parties", "regarding", "attachments_not_planned_yet"}
     assert all(row["attachments_not_planned_yet"] == "" for row in rows)
+    assert any(row["parent"].startswith("this_run:") for row in rows), "replies to mail the run creates first"
     assert all(row["reason"] for row in rows if row["decision"] in ("skip", "fail"))
     assert any("=contact:" in row["parties"] and row["regarding"].startswith("contact:") for row in rows)
     assert not runner.staging(alice).folder.exists(), "the day's real run folder is left alone"
@@ -104,3 +107,105 @@ def test_the_plan_command_previews_a_policy_change_from_a_grants_file_before_it_
     assert "plan.csv" in out
     assert _writes(sandbox) == {}
     assert main(["plan", "--grant", "nobody", "--day", DAY.isoformat()]) == 1
+
+
+def _ledger(runner: Runner, grant: Any) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in runner.staging(grant).file("ledger.jsonl").read_bytes().splitlines()]
+
+
+def test_a_reply_is_bound_to_the_email_it_answers_whoever_created_it(sandbox: Any, runner: Runner) -> None:
+    alice = grants(sandbox)["alice"]
+    runner.day(alice)
+    rows = {row["activityid"]: row for row in sandbox.dataverse.emails_with_parties()}
+    by_message_id = {row["messageid"].casefold(): row["activityid"] for row in rows.values()}
+    ledger = {
+        entry["activity_id"]: entry for entry in _ledger(runner, alice) if entry["outcome"] == "created"
+    }
+    payloads = runner.staging(alice).file("payloads.jsonl.gz")
+    replies = [
+        d["email"]
+        for d in (json.loads(line) for line in gzip.decompress(payloads.read_bytes()).splitlines())
+        if d["email"] is not None and d["email"]["parent_message_id"] and d["email"]["activity_id"] in ledger
+    ]
+    bound = [r for r in replies if r["parent_message_id"].casefold() in by_message_id]
+    assert bound, "the seeded day has replies to mail created in the same run"
+    for reply in bound:
+        parent = by_message_id[reply["parent_message_id"].casefold()]
+        assert rows[reply["activity_id"]]["_parentactivityid_value"] == parent
+        assert ledger[reply["activity_id"]]["parent_activity_id"] == parent
+    for reply in replies:
+        if reply not in bound:
+            assert rows[reply["activity_id"]].get("_parentactivityid_value") is None
+    assert {entry.get("regarding_rule") for entry in ledger.values()} >= {"counterpart"}
+
+
+def test_a_reply_to_mail_server_side_sync_tracked_is_bound_to_that_row(sandbox: Any, runner: Runner) -> None:
+    alice = grants(sandbox)["alice"]
+    runner.extract(alice)
+    runner.transform(alice)
+    payloads = runner.staging(alice).file("payloads.jsonl.gz")
+    decisions = [json.loads(line) for line in gzip.decompress(payloads.read_bytes()).splitlines()]
+    own = {d["internet_message_id"].casefold() for d in decisions if d["internet_message_id"]}
+    orphan = next(
+        d["email"]
+        for d in decisions
+        if d["email"]
+        and d["email"]["parent_message_id"]
+        and d["email"]["parent_message_id"].casefold() not in own
+    )
+    # Another writer tracked the parent earlier, under its own random activityid.
+    tracked = DataverseHook("dataverse_default").create(
+        "emails", {"subject": "tracked by SSS", "messageid": orphan["parent_message_id"]}
+    )
+
+    runner.load(alice)
+    runner.report(alice)
+
+    row = next(r for r in sandbox.dataverse.emails_with_parties() if r["activityid"] == orphan["activity_id"])
+    assert row["_parentactivityid_value"] == tracked
+    entry = next(e for e in _ledger(runner, alice) if e["activity_id"] == orphan["activity_id"])
+    assert entry["parent_activity_id"] == tracked
+
+
+def test_first_message_of_thread_only_counts_a_thread_already_tracked_in_dataverse(
+    sandbox: Any, runner: Runner
+) -> None:
+    alice = grants(sandbox, policy={"first_message_of_thread_only": True})["alice"]
+    runner.extract(alice)
+
+    def orphan_decision() -> dict[str, Any]:
+        runner.transform(alice)
+        payloads = runner.staging(alice).file("payloads.jsonl.gz")
+        decisions = [json.loads(line) for line in gzip.decompress(payloads.read_bytes()).splitlines()]
+        return next(d for d in decisions if d["internet_message_id"] == orphan_id)
+
+    staged = runner.staging(alice).file("messages.jsonl.gz")
+    messages = [json.loads(line) for line in gzip.decompress(staged.read_bytes()).splitlines()]
+    orphan = next(m for m in messages if m["id"] == _orphan_nylas_id(messages))
+    orphan_id = next(h["value"] for h in orphan["headers"] if h["name"].casefold() == "message-id")
+    parent_id = next(h["value"] for h in orphan["headers"] if h["name"].casefold() == "in-reply-to")
+
+    # Its thread is tracked nowhere: the reply is the thread's first tracked message.
+    assert orphan_decision()["outcome"] is None
+
+    DataverseHook("dataverse_default").create(
+        "emails", {"subject": "tracked earlier", "messageid": parent_id}
+    )
+
+    assert orphan_decision()["reason"] == "not_first_in_thread"
+
+
+def _orphan_nylas_id(messages: list[dict[str, Any]]) -> str:
+    """The reply whose parent is in no mailbox of the day (the seed's reply_orphan)."""
+    own = {
+        h["value"].casefold()
+        for m in messages
+        for h in m.get("headers") or []
+        if h["name"].casefold() == "message-id"
+    }
+    for message in messages:
+        headers = {h["name"].casefold(): h["value"] for h in message.get("headers") or []}
+        parent = headers.get("in-reply-to")
+        if parent and parent.casefold() not in own and message["from"][0]["email"].startswith("maria"):
+            return str(message["id"])
+    raise AssertionError("the seed has no orphan reply")

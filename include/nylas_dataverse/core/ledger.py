@@ -9,10 +9,13 @@ Every extracted message gets exactly one `LedgerEntry` with one `Outcome`:
 - `failed`: it could not be parsed, mapped or loaded; `reason` is `"<code>: <detail>"` (a `BadMessage`
   reason or Dataverse's error code and message).
 
-`skipped` and `failed` entries must carry a reason. The report counts entries by outcome, skips by
-reason and failures by reason code (the text before the first ':'). `check_invariant` insists that
-extracted = created + already_present + skipped + failed and that no Nylas id has two entries. The
-report and ledger never contain message content (subjects, bodies, addresses).
+`skipped` and `failed` entries must carry a reason. A `created` entry may say which
+mapping rule chose its regarding record (`regarding_rule`: `counterpart`, `other_party`, `thread_parent`)
+and the email this run bound it to as its parent (`parent_activity_id`); both are left out when unset. The
+report counts entries by outcome, skips by reason and failures by reason code (the text before the first
+':'). `check_invariant` insists that extracted = created + already_present + skipped + failed and that no
+Nylas id has two entries. The report and ledger never contain message content (subjects, bodies,
+addresses).
 """
 
 from __future__ import annotations
@@ -40,7 +43,17 @@ class LedgerInvariantError(PipelineError):
     KIND = FailureKind.STAGING
 
 
-_FIELDS = ("nylas_id", "grant_id", "internet_message_id", "outcome", "reason", "activity_id")
+_FIELDS = (
+    "nylas_id",
+    "grant_id",
+    "internet_message_id",
+    "outcome",
+    "reason",
+    "activity_id",
+    "regarding_rule",
+    "parent_activity_id",
+)
+_OPTIONAL_FIELDS = ("regarding_rule", "parent_activity_id")
 # Ledgers written before 0.2 called the Internet Message-ID "message_id"; they are still read.
 _OLD_NAMES = {"message_id": "internet_message_id"}
 
@@ -56,6 +69,8 @@ class LedgerEntry:
     outcome: Outcome
     reason: str | None = None
     activity_id: str | None = None
+    regarding_rule: str | None = None
+    parent_activity_id: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "outcome", Outcome(self.outcome))
@@ -67,7 +82,7 @@ class LedgerEntry:
         return None if self.reason is None else self.reason.split(":", 1)[0].strip()
 
     def to_json(self) -> dict[str, str | None]:
-        return {
+        data = {
             "nylas_id": self.nylas_id,
             "grant_id": self.grant_id,
             "internet_message_id": self.internet_message_id,
@@ -75,6 +90,8 @@ class LedgerEntry:
             "reason": self.reason,
             "activity_id": self.activity_id,
         }
+        data.update({name: value for name in _OPTIONAL_FIELDS if (value := getattr(self, name)) is not None})
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> LedgerEntry:
@@ -86,7 +103,7 @@ class LedgerEntry:
         for name in ("nylas_id", "grant_id", "outcome"):
             if not isinstance(data.get(name), str):
                 raise ValueError(f"ledger entry field {name!r} must be a string, got {data.get(name)!r}")
-        for name in ("internet_message_id", "reason", "activity_id"):
+        for name in ("internet_message_id", "reason", "activity_id", *_OPTIONAL_FIELDS):
             if data.get(name) is not None and not isinstance(data.get(name), str):
                 raise ValueError(
                     f"ledger entry field {name!r} must be a string or null, got {data.get(name)!r}"
@@ -105,6 +122,8 @@ class LedgerEntry:
             outcome=outcome,
             reason=data.get("reason"),
             activity_id=data.get("activity_id"),
+            regarding_rule=data.get("regarding_rule"),
+            parent_activity_id=data.get("parent_activity_id"),
         )
 
 

@@ -199,11 +199,20 @@ CONTENT_IDS_PER_EMAIL = 2
 
 
 def email_change_sets(
-    records: Sequence[EmailRecord], *, bind_external_sender: bool = True
+    records: Sequence[EmailRecord],
+    *,
+    bind_external_sender: bool = True,
+    parents: Mapping[str, str] | None = None,
 ) -> list[ChangeSet]:
-    """One change set per email, with Content-IDs unique across the batch."""
+    """One change set per email, with Content-IDs unique across the batch; ``parents`` maps an email's
+    ``activity_id`` to the ``activityid`` of the email it answers (bound as ``parentactivityid``)."""
     return [
-        email_change_set(record, 1 + CONTENT_IDS_PER_EMAIL * index, bind_external_sender=bind_external_sender)
+        email_change_set(
+            record,
+            1 + CONTENT_IDS_PER_EMAIL * index,
+            parent_activity_id=(parents or {}).get(record.activity_id),
+            bind_external_sender=bind_external_sender,
+        )
         for index, record in enumerate(records)
     ]
 

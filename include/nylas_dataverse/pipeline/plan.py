@@ -4,7 +4,9 @@ A dry run (the DAG's ``dry_run`` param, or ``nylas-dataverse plan``) runs extrac
 then, instead of load, asks Dataverse only the read-only questions load would ask (which Message-IDs it
 already holds, in the same bulk lookups) and writes ``plan.json`` and ``plan.csv``: per message the
 decision (``create``, ``already_present``, ``skip`` with the policy's reason, ``fail`` with the reason),
-the resolved parties, the regarding record and the rule that chose it, and the email it answers. The
+the resolved parties, the regarding record and the rule that chose it, and the email it answers with where
+that email is (``parent``: ``dataverse:<activityid>``, or ``this_run:<activityid>`` when this run would
+create it first; empty when it is nowhere, and the reply is then created unbound). The
 ``attachments_not_planned_yet`` column stays empty until attachments are planned too.
 
 A plan stages in its own folder, ``<dag_id>/plan-<day>/`` (``layout.plan_label``), so previewing a day
@@ -47,6 +49,7 @@ COLUMNS = (
     "regarding",
     "regarding_rule",
     "parent_message_id",
+    "parent",
     "attachments_not_planned_yet",
 )
 _ROLES = {MASK_FROM: "from", MASK_TO: "to", MASK_CC: "cc", MASK_BCC: "bcc"}
@@ -60,7 +63,17 @@ def _parties(email: EmailRecord) -> str:
     )
 
 
-def _row(decision: Decision, present: dict[str, str]) -> dict[str, str]:
+def _parent(email: EmailRecord | None, present: dict[str, str], planned: dict[str, str]) -> str:
+    """Where the email a reply answers is: ``dataverse:<id>``, ``this_run:<id>`` (created first), or ''."""
+    if email is None or not email.parent_message_id:
+        return ""
+    key = message_id_key(email.parent_message_id)
+    if key in present:
+        return f"dataverse:{present[key]}"
+    return f"this_run:{planned[key]}" if key in planned else ""
+
+
+def _row(decision: Decision, present: dict[str, str], planned: dict[str, str]) -> dict[str, str]:
     email = decision.email
     if decision.outcome is Outcome.SKIPPED:
         verdict, reason = SKIP, decision.reason or ""
@@ -79,6 +92,7 @@ def _row(decision: Decision, present: dict[str, str]) -> dict[str, str]:
         "regarding": f"{email.regarding.entity}:{email.regarding.id}" if email and email.regarding else "",
         "regarding_rule": (email.regarding_rule or "") if email else "",
         "parent_message_id": (email.parent_message_id or "") if email else "",
+        "parent": _parent(email, present, planned) if verdict == CREATE else "",
         "attachments_not_planned_yet": "",
     }
 
@@ -91,10 +105,18 @@ def _chunks(staging: RunStaging, manifest: dict[str, Any]) -> Iterator[list[Deci
 
 def plan_rows(staging: RunStaging, dataverse: DataverseHook) -> Iterator[dict[str, str]]:
     manifest = staging.read_manifest("transform")
+    planned: dict[str, str] = {}  # Message-ID key -> activity id of the emails this plan creates
     for chunk in _chunks(staging, manifest):
-        pending = [d.email.internet_message_id for d in chunk if d.pending and d.email is not None]
-        present = present_emails(dataverse, pending)
-        yield from (_row(decision, present) for decision in chunk)
+        emails = [d.email for d in chunk if d.pending and d.email is not None]
+        asked = [e.internet_message_id for e in emails] + [
+            e.parent_message_id for e in emails if e.parent_message_id
+        ]
+        present = present_emails(dataverse, asked)
+        for decision in chunk:
+            row = _row(decision, present, planned)
+            if row["decision"] == CREATE and decision.email is not None:
+                planned[message_id_key(decision.email.internet_message_id)] = decision.email.activity_id
+            yield row
 
 
 def to_csv(rows: Iterable[dict[str, str]]) -> str:
