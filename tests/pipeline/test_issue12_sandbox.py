@@ -14,6 +14,8 @@ import yaml
 
 from nylas_dataverse.cli import main
 from nylas_dataverse.core import unresolved
+from nylas_dataverse.core.config import ROLE_ADDRESS_PATTERNS
+from nylas_dataverse.core.contacts import contact_id, is_role_address
 from nylas_dataverse.hooks.dataverse import DataverseHook
 from nylas_dataverse.pipeline import layout
 
@@ -209,3 +211,35 @@ def _orphan_nylas_id(messages: list[dict[str, Any]]) -> str:
         if parent and parent.casefold() not in own and message["from"][0]["email"].startswith("maria"):
             return str(message["id"])
     raise AssertionError("the seed has no orphan reply")
+
+
+def test_create_contacts_makes_one_contact_per_unresolved_external_address_before_its_email(
+    sandbox: Any, runner: Runner
+) -> None:
+    alice = grants(sandbox, policy={"create_contacts": "all"})["alice"]
+    contacts_before = sandbox.dataverse.counters()["rows.contacts"]
+
+    first = runner.day(alice)
+
+    assert first["failed"] == 0
+    ledger = [e for e in _ledger(runner, alice) if e.get("contact_ids")]
+    assert ledger, "the seeded day has mail naming unknown external addresses"
+    created = {cid for e in ledger for cid in e["contact_ids"].split(";")}
+    assert sandbox.dataverse.counters()["rows.contacts"] == contacts_before + len(created)
+    rows = {row["activityid"]: row for row in sandbox.dataverse.emails_with_parties()}
+    bound = {
+        p["_partyid_value"]: p["addressused"].casefold()
+        for entry in ledger
+        for p in rows[entry["activity_id"]]["email_activity_parties"]
+        if p.get("_partyid_value") in entry["contact_ids"].split(";")
+    }
+    assert set(bound) == created
+    for contact, address in bound.items():
+        assert contact_id(address) == contact
+        assert not address.endswith("@contoso.example")
+        assert not is_role_address(address, ROLE_ADDRESS_PATTERNS)
+
+    second = runner.day(alice)  # a rerun creates no second contact: the addresses now resolve
+
+    assert second["created"] == 0
+    assert sandbox.dataverse.counters()["rows.contacts"] == contacts_before + len(created)

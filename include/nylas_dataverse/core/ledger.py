@@ -11,7 +11,8 @@ Every extracted message gets exactly one `LedgerEntry` with one `Outcome`:
 
 `skipped` and `failed` entries must carry a reason. A `created` entry may say which
 mapping rule chose its regarding record (`regarding_rule`: `counterpart`, `other_party`, `thread_parent`)
-and the email this run bound it to as its parent (`parent_activity_id`); both are left out when unset. The
+and the email this run bound it to as its parent (`parent_activity_id`), and the contacts created with it
+(`contact_ids`, `;`-separated, with `create_contacts`); they are left out when unset. The
 report counts entries by outcome, skips by reason and failures by reason code (the text before the first
 ':'). `check_invariant` insists that extracted = created + already_present + skipped + failed and that no
 Nylas id has two entries. The report and ledger never contain message content (subjects, bodies,
@@ -52,8 +53,9 @@ _FIELDS = (
     "activity_id",
     "regarding_rule",
     "parent_activity_id",
+    "contact_ids",
 )
-_OPTIONAL_FIELDS = ("regarding_rule", "parent_activity_id")
+_OPTIONAL_FIELDS = ("regarding_rule", "parent_activity_id", "contact_ids")
 # Ledgers written before 0.2 called the Internet Message-ID "message_id"; they are still read.
 _OLD_NAMES = {"message_id": "internet_message_id"}
 
@@ -71,6 +73,7 @@ class LedgerEntry:
     activity_id: str | None = None
     regarding_rule: str | None = None
     parent_activity_id: str | None = None
+    contact_ids: str | None = None  # ";"-separated: the contacts created with this email (create_contacts)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "outcome", Outcome(self.outcome))
@@ -124,6 +127,7 @@ class LedgerEntry:
             activity_id=data.get("activity_id"),
             regarding_rule=data.get("regarding_rule"),
             parent_activity_id=data.get("parent_activity_id"),
+            contact_ids=data.get("contact_ids"),
         )
 
 

@@ -7,7 +7,8 @@ the ``Activity`` privileges, system users are ``User``). A run of the pipeline:
 - creates emails and completes them (Create, Write on Activity);
 - binds parties, the regarding record and the owner (Append on Activity; AppendTo on the tables bound);
 - sets the owner to the mailbox owner, another user than itself (Assign on Activity);
-- with ``remove_race_duplicates``, deletes the copy of an email it made (Delete on Activity).
+- with ``remove_race_duplicates``, deletes the copy of an email it made (Delete on Activity);
+- with ``policy.create_contacts`` other than ``off``, upserts contacts (Create and Write on Contact).
 
 A privilege held at a depth narrower than the organization (``Basic``: only records the user owns) lets the
 calls succeed while showing only part of the org, so such depths are reported as warnings: resolution would
@@ -55,6 +56,11 @@ def required_privileges(grant: GrantConfig) -> tuple[Requirement, ...]:
     extra: list[Requirement] = []
     if grant.remove_race_duplicates:
         extra.append(Requirement("prvDeleteActivity", "remove the copy it made of a message tracked twice"))
+    if grant.policy.create_contacts != "off":
+        extra.append(
+            Requirement("prvCreateContact", "create contacts for unresolved addresses (create_contacts)")
+        )
+        extra.append(Requirement("prvWriteContact", "upsert those contacts idempotently (create_contacts)"))
     return (*_ALWAYS, *extra)
 
 

@@ -71,6 +71,9 @@ class Decision:
             if self.email is not None and outcome is not None
             else None,
             parent_activity_id=parent_activity_id,
+            contact_ids=";".join(c.id for c in self.email.new_contacts) or None
+            if self.email is not None and outcome is Outcome.CREATED
+            else None,
         )
 
     def to_json(self) -> dict[str, Any]:

@@ -13,12 +13,14 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
+from nylas_dataverse.core.contacts import NewContact
 from nylas_dataverse.core.mapping import MASK_FROM, EmailRecord, Party, RecordRef
 from nylas_dataverse.core.resolution import ENTITY_EMAIL_COLUMNS, DirectoryRow, check_entity
 from nylas_dataverse.hooks.errors import ServiceError
 from nylas_dataverse.hooks.odata import BatchRequest, BatchResponse, ChangeSet
 
 EMAILS = "emails"
+CONTACTS = "contacts"
 ENTITY_SETS: Mapping[str, str] = MappingProxyType(
     {"systemuser": "systemusers", "contact": "contacts", "account": "accounts", "lead": "leads"}
 )
@@ -160,6 +162,15 @@ def email_complete_body(record: EmailRecord) -> dict[str, int]:
     return {"statecode": STATE_COMPLETED, "statuscode": STATUS_SENT if record.outgoing else STATUS_RECEIVED}
 
 
+def contact_upsert_request(contact: NewContact, content_id: int) -> BatchRequest:
+    """``PATCH contacts(<id>)`` without ``If-Match``: an upsert, so the first email that needs the contact
+    creates it and any later one (another change set, a rerun) finds it instead of making a second."""
+    body: dict[str, Any] = {"emailaddress1": contact.address, "lastname": contact.lastname}
+    if contact.firstname:
+        body["firstname"] = contact.firstname
+    return BatchRequest("PATCH", f"{CONTACTS}({contact.id})", body=body, content_id=str(content_id))
+
+
 def email_change_set(
     record: EmailRecord,
     first_content_id: int,
@@ -167,16 +178,23 @@ def email_change_set(
     parent_activity_id: str | None = None,
     bind_external_sender: bool = True,
 ) -> ChangeSet:
-    """Create the email (Open) and complete it in one atomic change set.
+    """Create the email (Open) and complete it in one atomic change set, after the contacts it creates
+    (``record.new_contacts``, upserted first so that its parties can bind them).
 
     Dataverse ignores ``statecode`` on create and rejects a Completed status there, hence the PATCH that
     refers
     to the new row by its Content-ID. Content-IDs must be unique in the whole ``$batch``: this change set uses
-    ``first_content_id`` and the next one (``CONTENT_IDS_PER_EMAIL``).
+    ``content_ids(record)`` of them from ``first_content_id`` on (the contacts first).
     """
+    contacts = [
+        contact_upsert_request(contact, first_content_id + index)
+        for index, contact in enumerate(record.new_contacts)
+    ]
+    first_content_id += len(contacts)
     create_id = str(first_content_id)
     return ChangeSet(
         requests=[
+            *contacts,
             BatchRequest(
                 "POST",
                 EMAILS,
@@ -198,6 +216,11 @@ def email_change_set(
 CONTENT_IDS_PER_EMAIL = 2
 
 
+def content_ids(record: EmailRecord) -> int:
+    """How many Content-IDs ``email_change_set`` uses for ``record``."""
+    return CONTENT_IDS_PER_EMAIL + len(record.new_contacts)
+
+
 def email_change_sets(
     records: Sequence[EmailRecord],
     *,
@@ -206,15 +229,19 @@ def email_change_sets(
 ) -> list[ChangeSet]:
     """One change set per email, with Content-IDs unique across the batch; ``parents`` maps an email's
     ``activity_id`` to the ``activityid`` of the email it answers (bound as ``parentactivityid``)."""
-    return [
-        email_change_set(
-            record,
-            1 + CONTENT_IDS_PER_EMAIL * index,
-            parent_activity_id=(parents or {}).get(record.activity_id),
-            bind_external_sender=bind_external_sender,
+    change_sets: list[ChangeSet] = []
+    next_id = 1
+    for record in records:
+        change_sets.append(
+            email_change_set(
+                record,
+                next_id,
+                parent_activity_id=(parents or {}).get(record.activity_id),
+                bind_external_sender=bind_external_sender,
+            )
         )
-        for index, record in enumerate(records)
-    ]
+        next_id += content_ids(record)
+    return change_sets
 
 
 def is_duplicate_key(response: BatchResponse) -> bool:

@@ -50,6 +50,7 @@ COLUMNS = (
     "regarding_rule",
     "parent_message_id",
     "parent",
+    "new_contacts",
     "attachments_not_planned_yet",
 )
 _ROLES = {MASK_FROM: "from", MASK_TO: "to", MASK_CC: "cc", MASK_BCC: "bcc"}
@@ -93,6 +94,9 @@ def _row(decision: Decision, present: dict[str, str], planned: dict[str, str]) -
         "regarding_rule": (email.regarding_rule or "") if email else "",
         "parent_message_id": (email.parent_message_id or "") if email else "",
         "parent": _parent(email, present, planned) if verdict == CREATE else "",
+        "new_contacts": "; ".join(c.address for c in email.new_contacts)
+        if email and verdict == CREATE
+        else "",
         "attachments_not_planned_yet": "",
     }
 

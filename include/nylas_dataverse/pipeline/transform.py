@@ -34,6 +34,7 @@ from typing import Any
 
 from nylas_dataverse.core import threads
 from nylas_dataverse.core.config import GrantConfig
+from nylas_dataverse.core.contacts import WithNewContacts, new_contacts
 from nylas_dataverse.core.identity import (
     activity_id,
     dataverse_message_id,
@@ -257,8 +258,20 @@ def _decision(
             internet_message_id=internet_id,
             activity_id=str(activity_id(internet_id)),
         )
+    contacts = new_contacts(
+        message,
+        directory,
+        mode=grant.policy.create_contacts,
+        org_domains=grant.org_domains,
+        grant_email=context.grant_email,
+        excluded_addresses=grant.policy.excluded_addresses,
+        excluded_domains=grant.policy.excluded_domains,
+        role_patterns=grant.policy.role_address_patterns,
+    )
     try:
-        mapped = map_message(message, directory, context)
+        mapped = map_message(
+            message, WithNewContacts(directory, contacts) if contacts else directory, context
+        )
     except Exception as exc:  # one bad message must never stop the run: record it and go on
         return Decision(
             message.id, grant.grant_id, Outcome.FAILED, reason=f"mapping_error: {type(exc).__name__}: {exc}"
@@ -266,4 +279,5 @@ def _decision(
     unresolved.update(address.casefold() for address in mapped.unresolved)
     tally.add_message(message, mapped.unresolved, outgoing=mapped.record.outgoing)
     ambiguous.update(address.casefold() for address in mapped.ambiguous)
-    return Decision.to_load(message.id, grant.grant_id, mapped.record)
+    record = dataclasses.replace(mapped.record, new_contacts=contacts) if contacts else mapped.record
+    return Decision.to_load(message.id, grant.grant_id, record)
