@@ -243,3 +243,53 @@ def test_create_contacts_makes_one_contact_per_unresolved_external_address_befor
 
     assert second["created"] == 0
     assert sandbox.dataverse.counters()["rows.contacts"] == contacts_before + len(created)
+
+
+def test_a_reply_whose_parties_give_no_regarding_takes_the_regarding_of_the_email_it_answers(
+    sandbox: Any, runner: Runner
+) -> None:
+    alice = grants(sandbox, policy={"regarding_preference": ["lead"]})["alice"]
+    runner.extract(alice)
+    runner.transform(alice)
+
+    def orphan() -> dict[str, Any]:
+        payloads = runner.staging(alice).file("payloads.jsonl.gz")
+        decisions = [json.loads(line) for line in gzip.decompress(payloads.read_bytes()).splitlines()]
+        own = {d["internet_message_id"].casefold() for d in decisions if d["internet_message_id"]}
+        return next(
+            d["email"]
+            for d in decisions
+            if d["email"]
+            and d["email"]["parent_message_id"]
+            and d["email"]["parent_message_id"].casefold() not in own
+            and d["email"]["sender"].startswith("maria")
+        )
+
+    reply = orphan()
+    assert reply["regarding"] is None  # its parties are contacts, and this grant only regards leads
+    contact = next(
+        p["record"] for p in reply["parties"] if p["record"] and p["record"]["entity"] == "contact"
+    )
+    # The email it answers was tracked earlier (here: by another writer), regarding that contact.
+    DataverseHook("dataverse_default").create(
+        "emails",
+        {
+            "subject": "tracked earlier",
+            "messageid": reply["parent_message_id"],
+            "regardingobjectid_contact_email@odata.bind": f"/contacts({contact['id']})",
+        },
+    )
+
+    runner.transform(alice)
+    runner.load(alice)
+    runner.report(alice)
+
+    followed = orphan()
+    assert followed["regarding"] == contact
+    assert followed["regarding_rule"] == "thread_parent"
+    entry = next(e for e in _ledger(runner, alice) if e["activity_id"] == followed["activity_id"])
+    assert entry["regarding_rule"] == "thread_parent"
+    row = next(
+        r for r in sandbox.dataverse.emails_with_parties() if r["activityid"] == followed["activity_id"]
+    )
+    assert row["_regardingobjectid_value"] == contact["id"]

@@ -58,3 +58,9 @@ def test_referenced_ids_are_every_id_of_in_reply_to_and_references_once(
     assert referenced_message_ids(msg) == ("<b@x>", "<a@x>", "<c@x>")
     assert referenced_message_ids(message(headers=[("In-Reply-To", "bare@x")])) == ("<bare@x>",)
     assert referenced_message_ids(message(headers=[])) == ()
+
+
+def test_a_reply_to_mail_outside_the_run_takes_the_regarding_dataverse_holds_for_it() -> None:
+    followed = threads.follow_thread(RECORD, None, CONTACT)
+    assert (followed.regarding, followed.regarding_rule) == (CONTACT, threads.REGARDING_THREAD_PARENT)
+    assert threads.follow_thread(RECORD, None, None) == RECORD

@@ -12,7 +12,8 @@
   A cycle of ``In-Reply-To`` headers (forged or broken mail) ends at the message where it closes.
 - **Regarding follows the thread**, as server-side sync's correlation does: a reply for which no party
   resolved to a regarding record (``mapping``'s ``counterpart`` / ``other_party`` rules chose nothing) takes
-  the regarding record of its parent when the parent is in the run; the rule is then ``thread_parent``.
+  the regarding record of its parent: the parent's record when the parent is in the run, else the regarding
+  record Dataverse holds for the parent (transform looks it up); the rule is then ``thread_parent``.
 - **Referenced ids** (``identity.referenced_message_ids``): every Message-ID in ``In-Reply-To`` and
   ``References``, for the "first message of each thread only" policy, which asks Dataverse whether any of
   them is tracked there.
@@ -23,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 
-from nylas_dataverse.core.mapping import EmailRecord
+from nylas_dataverse.core.mapping import EmailRecord, RecordRef
 
 MAX_WAVE = 7
 REGARDING_THREAD_PARENT = "thread_parent"
@@ -44,8 +45,12 @@ def waves(parents: Mapping[str, str | None]) -> dict[str, int]:
     return result
 
 
-def follow_thread(record: EmailRecord, parent: EmailRecord | None) -> EmailRecord:
-    """``record`` with its parent's regarding when none of its own parties gave it one."""
-    if record.regarding is not None or parent is None or parent.regarding is None:
+def follow_thread(
+    record: EmailRecord, parent: EmailRecord | None, parent_regarding: RecordRef | None = None
+) -> EmailRecord:
+    """``record`` with its parent's regarding when none of its own parties gave it one: the parent's record
+    when the parent is in the run, else ``parent_regarding`` (what Dataverse says the parent is regarding)."""
+    regarding = parent.regarding if parent is not None else parent_regarding
+    if record.regarding is not None or regarding is None:
         return record
-    return replace(record, regarding=parent.regarding, regarding_rule=REGARDING_THREAD_PARENT)
+    return replace(record, regarding=regarding, regarding_rule=REGARDING_THREAD_PARENT)

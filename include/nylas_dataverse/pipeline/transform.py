@@ -53,7 +53,7 @@ from nylas_dataverse.hooks.dataverse import DataverseHook
 from nylas_dataverse.pipeline import layout
 from nylas_dataverse.pipeline import unresolved as unresolved_files
 from nylas_dataverse.pipeline.directory import resolve_addresses
-from nylas_dataverse.pipeline.present import present_emails
+from nylas_dataverse.pipeline.present import present_emails, regarding_of_emails
 from nylas_dataverse.pipeline.staging import FORMAT_VERSION, RunStaging
 
 log = logging.getLogger(__name__)
@@ -149,6 +149,8 @@ def transform_window(grant: GrantConfig, staging: RunStaging, dataverse: Dataver
     directory = resolve_addresses(addresses, dataverse)
     wave_of = threads.waves(links)
     answered = {parent for parent in links.values() if parent is not None}
+    # Regarding follows the thread to parents outside this run too (an earlier run, server-side sync).
+    parent_regarding = regarding_of_emails(dataverse, sorted(answered - set(links)))
 
     owner = directory.resolve(grant_email) if grant_email else None
     context = MappingContext(
@@ -190,7 +192,10 @@ def transform_window(grant: GrantConfig, staging: RunStaging, dataverse: Dataver
                         item.message, grant, policy, directory, context, unresolved, ambiguous, tally
                     )
                 if decision.email is not None and own is not None:
-                    email = threads.follow_thread(decision.email, parents.get(links.get(own) or ""))
+                    parent_key = links.get(own) or ""
+                    email = threads.follow_thread(
+                        decision.email, parents.get(parent_key), parent_regarding.get(parent_key)
+                    )
                     decision = dataclasses.replace(decision, email=email)
                     if own in answered:
                         parents[own] = email
