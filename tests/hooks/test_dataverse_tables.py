@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 
+from nylas_dataverse.core.contacts import NewContact, contact_id
 from nylas_dataverse.core.identity import MessageIdSource
 from nylas_dataverse.core.mapping import EmailRecord, Party, RecordRef
 from nylas_dataverse.core.resolution import DirectoryRow, email_columns
@@ -225,6 +226,24 @@ def test_change_sets_use_content_ids_unique_across_the_batch() -> None:
     ids = [request.content_id for change_set in change_sets for request in change_set.requests]
     assert ids == ["1", "2", "3", "4"]
     assert [r.url for r in change_sets[1].requests] == ["emails", "$3"]
+
+
+def test_a_new_contact_is_upserted_before_its_email_in_one_change_set_and_a_reply_binds_its_parent() -> None:
+    dana = NewContact(contact_id("dana@new.example"), "dana@new.example", "Dana", "New")
+    with_contact = dataclasses.replace(RECORD, activity_id="other", new_contacts=(dana,))
+    change_sets = email_change_sets([RECORD, with_contact], parents={"other": "parent-id"})
+    upsert, create, complete = change_sets[1].requests
+    assert (upsert.method, upsert.url, upsert.body) == (
+        "PATCH",
+        f"contacts({dana.id})",
+        {"emailaddress1": "dana@new.example", "lastname": "New", "firstname": "Dana"},
+    )
+    assert [r.content_id for cs in change_sets for r in cs.requests] == ["1", "2", "3", "4", "5"]
+    assert (create.url, complete.url) == ("emails", "$4")
+    assert isinstance(create.body, dict)
+    assert create.body["parentactivityid@odata.bind"] == "/emails(parent-id)"
+    assert isinstance(change_sets[0].requests[0].body, dict)
+    assert "parentactivityid@odata.bind" not in change_sets[0].requests[0].body
 
 
 def _answer(status: int, code: str | None, message: str) -> BatchResponse:
