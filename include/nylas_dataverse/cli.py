@@ -14,24 +14,32 @@ It prints one line per check and exits 0 when everything passed, 1 otherwise. It
 over several Dataverse application users (one Airflow connection each), evenly or by each grant's emails
 created per day in the health summaries (``core/assignment.py`` has the rule), and prints each grant's
 ``dataverse_conn_id``, every user's share and the Airflow pools to create. It only reads.
+``nylas-dataverse plan --grant KEY --day YYYY-MM-DD [--grants-file FILE]`` is a dry run of one grant's day
+(``pipeline/plan.py``): it extracts and transforms the day under ``plan-<day>/`` in staging
+(``NYLAS_DATAVERSE_STAGING``), asks Dataverse only which emails it already holds, and writes ``plan.json``
+and ``plan.csv``; it prints the counts and where the plan is. Nothing is written to Dataverse.
+``--grants-file`` previews a changed policy before it is deployed.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
 from nylas_dataverse.core import assignment
-from nylas_dataverse.core.config import GrantConfig
+from nylas_dataverse.core.config import GrantConfig, parse_config
 from nylas_dataverse.core.errors import Failure, FailureKind
 from nylas_dataverse.core.privileges import PrivilegeCheck
+from nylas_dataverse.core.window import Window
 from nylas_dataverse.hooks.dataverse import DataverseHook
 from nylas_dataverse.hooks.nylas import NylasHook
 from nylas_dataverse.pipeline import preflight
 from nylas_dataverse.pipeline.failures import classify
+from nylas_dataverse.pipeline.run import Services, plan_day
 from nylas_dataverse.pipeline.settings import load_grants
 from nylas_dataverse.pipeline.staging import staging_root
 from nylas_dataverse.pipeline.summary import SummaryStore
@@ -129,6 +137,27 @@ def _volumes(project_root: Path, grants: Sequence[GrantConfig]) -> dict[str, flo
     return {grant.key: assignment.daily_volume(store.read_summary(grant.key)) for grant in grants}
 
 
+def plan(grant: GrantConfig, day: dt.date, project_root: Path, out: TextIO | None = None) -> int:
+    write = (out or sys.stdout).write
+    try:
+        staging = plan_day(grant, staging_root(project_root), Window.for_day(day), Services.for_grant(grant))
+    except Exception as exc:  # the operator gets the kind and what to do, as a task's log would say
+        failure = classify(exc)
+        write(f"FAIL {grant.key} {day}: {failure.one_line()}\n")
+        return 1
+    data = staging.read_json("plan.json") or {}
+    counts = data.get("counts", {})
+    write(
+        f"Dry run of {grant.key} for {day} (nothing written to Dataverse): "
+        + ", ".join(f"{name} {counts.get(name, 0)}" for name in ("create", "already_present", "skip", "fail"))
+        + "\n"
+    )
+    for reason, count in (data.get("skipped_by_reason") or {}).items():
+        write(f"  skip {reason}: {count}\n")
+    write(f"Plan: {staging.file('plan.json')}\n      {staging.file('plan.csv')}\n")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="nylas-dataverse", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -150,8 +179,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     spread.add_argument("--pool-slots", type=int, default=2, help="slots of each user's pool (default 2)")
     spread.add_argument("--project-root", type=Path, default=Path.cwd(), help="where include/grants.yaml is")
+    preview = sub.add_parser("plan", help="dry run of one grant's day: plan.json + plan.csv, no writes")
+    preview.add_argument("--grant", required=True, help="the grant key")
+    preview.add_argument("--day", required=True, type=dt.date.fromisoformat, help="the UTC day, YYYY-MM-DD")
+    preview.add_argument(
+        "--grants-file", type=Path, help="a grants file to preview (default: the deployed one)"
+    )
+    preview.add_argument("--project-root", type=Path, default=Path.cwd(), help="where include/grants.yaml is")
     args = parser.parse_args(argv)
-    config = load_grants(args.project_root)
+    if args.command == "plan" and args.grants_file is not None:
+        config = parse_config(args.grants_file.read_text(encoding="utf-8"), str(args.grants_file))
+    else:
+        config = load_grants(args.project_root)
     if args.command == "assign-users":
         for error in config.errors:
             print(f"# not assigned, the grants file has a problem: {error}")
@@ -165,6 +204,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1 if config.errors else 0
     for error in config.errors:
         print(f"FAIL grants file: {error}")
+    if args.command == "plan":
+        chosen = next((g for g in config.grants if g.key == args.grant), None)
+        if chosen is None:
+            print(f"FAIL no grant named {args.grant} in the grants file")
+            return 1
+        return 1 if config.errors else plan(chosen, args.day, args.project_root)
     grants = [g for g in config.grants if g.enabled and (not args.grant or g.key in args.grant)]
     unknown = sorted(set(args.grant) - {g.key for g in config.grants})
     if unknown:

@@ -359,3 +359,23 @@ def test_the_plugin_adds_the_page_to_the_ui_navigation() -> None:
     assert view["href"] == f"{PREFIX}/"
     assert view["destination"] == "nav"
     assert view["url_route"] == "nylas-health"
+
+
+@pytest.mark.airflow
+def test_the_unresolved_roll_up_downloads_for_readers_of_the_grant_only(api: Api) -> None:
+    assert api.get("/grants/alice/unresolved-all-runs.csv", "viewer").status_code == 404  # none written yet
+    rollup = api.staging / "_summary" / "alice" / "unresolved.csv"
+    rollup.parent.mkdir(parents=True, exist_ok=True)
+    rollup.write_text(
+        "address,display_name,messages,first_seen,last_seen,direction\n"
+        "dana@new.example,Dana New,3,2026-11-02T10:30:00Z,2026-11-03T09:00:00Z,both\n"
+    )
+    try:
+        response = api.get("/grants/alice/unresolved-all-runs.csv", "viewer")
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/csv")
+        assert response.text.splitlines()[1].startswith("dana@new.example,Dana New,3,")
+        assert api.get("/grants/bob/unresolved-all-runs.csv", "sales").status_code == 404
+        assert "unresolved-all-runs.csv" in api.get("/grants/alice", "viewer").text
+    finally:
+        rollup.unlink()

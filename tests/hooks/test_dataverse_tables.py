@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 
 import pytest
 
+from nylas_dataverse.core.attachments import AttachmentPlan
+from nylas_dataverse.core.contacts import NewContact, contact_id
 from nylas_dataverse.core.identity import MessageIdSource
 from nylas_dataverse.core.mapping import EmailRecord, Party, RecordRef
 from nylas_dataverse.core.resolution import DirectoryRow, email_columns
 from nylas_dataverse.hooks.dataverse_tables import (
+    change_set_operations,
     directory_rows,
     email_change_sets,
     email_complete_body,
@@ -23,7 +27,7 @@ from nylas_dataverse.hooks.dataverse_tables import (
     select_columns,
     sender_binding_matters,
 )
-from nylas_dataverse.hooks.odata import BatchResponse, Headers
+from nylas_dataverse.hooks.odata import Base64File, BatchResponse, Headers
 
 ADDRESS = "carol@fabrikam.example"
 
@@ -227,6 +231,24 @@ def test_change_sets_use_content_ids_unique_across_the_batch() -> None:
     assert [r.url for r in change_sets[1].requests] == ["emails", "$3"]
 
 
+def test_a_new_contact_is_upserted_before_its_email_in_one_change_set_and_a_reply_binds_its_parent() -> None:
+    dana = NewContact(contact_id("dana@new.example"), "dana@new.example", "Dana", "New")
+    with_contact = dataclasses.replace(RECORD, activity_id="other", new_contacts=(dana,))
+    change_sets = email_change_sets([RECORD, with_contact], parents={"other": "parent-id"})
+    upsert, create, complete = change_sets[1].requests
+    assert (upsert.method, upsert.url, upsert.body) == (
+        "PATCH",
+        f"contacts({dana.id})",
+        {"emailaddress1": "dana@new.example", "lastname": "New", "firstname": "Dana"},
+    )
+    assert [r.content_id for cs in change_sets for r in cs.requests] == ["1", "2", "3", "4", "5"]
+    assert (create.url, complete.url) == ("emails", "$4")
+    assert isinstance(create.body, dict)
+    assert create.body["parentactivityid@odata.bind"] == "/emails(parent-id)"
+    assert isinstance(change_sets[0].requests[0].body, dict)
+    assert "parentactivityid@odata.bind" not in change_sets[0].requests[0].body
+
+
 def _answer(status: int, code: str | None, message: str) -> BatchResponse:
     body = {"error": {"code": code, "message": message}} if code or message else None
     return BatchResponse(status=status, headers=Headers(), json=body)
@@ -265,3 +287,30 @@ def test_a_duplicate_detection_rule_is_recognised() -> None:
 )
 def test_a_refused_sender_binding_is_recognised(response: BatchResponse, refused: bool) -> None:
     assert is_sender_refused(response) is refused
+
+
+def test_a_new_contact_an_email_its_files_and_its_completion_share_one_change_set_in_that_order() -> None:
+    dana = NewContact(contact_id("dana@new.example"), "dana@new.example", "Dana", "New")
+    plans = tuple(
+        AttachmentPlan(
+            position, f"row-{position}", f"att-{position}", f"f{position}.pdf", "application/pdf", 3
+        )
+        for position in (0, 1)
+    )
+    record = dataclasses.replace(RECORD, activity_id="other", new_contacts=(dana,), attachments=plans)
+    files = {p.position: Base64File("body", lambda: io.BytesIO(b"abc"), 3) for p in plans}
+
+    change_sets = email_change_sets([RECORD, record], files={"other": files}, parents={"other": "parent-id"})
+
+    upsert, create, *uploads, complete = change_sets[1].requests
+    assert [r.content_id for cs in change_sets for r in cs.requests] == [str(n) for n in range(1, 8)]
+    assert (upsert.url, create.url, complete.url) == (
+        f"contacts({dana.id})",
+        "emails",
+        f"${create.content_id}",
+    )
+    assert [u.url for u in uploads] == ["activitymimeattachments"] * 2
+    assert all(isinstance(u.body, dict) and u.body["objectid_email@odata.bind"] == "$4" for u in uploads)
+    assert isinstance(create.body, dict)
+    assert create.body["parentactivityid@odata.bind"] == "/emails(parent-id)"
+    assert change_set_operations(record, files) == len(change_sets[1].requests)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from nylas_dataverse.core.config import GrantConfig, parse_config
 from nylas_dataverse.core.window import Window
 from nylas_dataverse.hooks.dataverse import DataverseHook
 from nylas_dataverse.pipeline.report import report_window
-from nylas_dataverse.pipeline.run import Services, run_stage, run_window
+from nylas_dataverse.pipeline.run import Services, plan_day, run_stage, run_window
 from nylas_dataverse.pipeline.staging import RunStaging
 
 DAY = dt.date(2026, 11, 3)
@@ -40,8 +41,8 @@ class Runner:
     def __init__(self, root: ObjectStoragePath) -> None:
         self.root = root
 
-    def staging(self, grant: GrantConfig, day: dt.date = DAY) -> RunStaging:
-        return RunStaging(self.root, grant.dag_id, day.isoformat())
+    def staging(self, grant: GrantConfig, day: dt.date = DAY, label: str | None = None) -> RunStaging:
+        return RunStaging(self.root, grant.dag_id, label or day.isoformat())
 
     def _stage(
         self, stage: str, grant: GrantConfig, day: dt.date, hook: DataverseHook | None = None
@@ -64,6 +65,12 @@ class Runner:
 
     def report(self, grant: GrantConfig, day: dt.date = DAY) -> dict[str, Any]:
         return report_window(grant, self.staging(grant, day))
+
+    def plan(self, grant: GrantConfig, day: dt.date = DAY) -> dict[str, Any]:
+        """A dry run of ``day`` (plan-<day>/); returns the plan's counts."""
+        staging = plan_day(grant, self.root, window(day))
+        counts: dict[str, Any] = json.loads(staging.file("plan.json").read_bytes())["counts"]
+        return counts
 
     def day(self, grant: GrantConfig, day: dt.date = DAY) -> dict[str, Any]:
         counts = run_window(grant, self.staging(grant, day), window=window(day))

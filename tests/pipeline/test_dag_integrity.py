@@ -174,3 +174,11 @@ def test_each_application_user_gets_its_own_dataverse_pool(
     others = [p for dag_id, p in pools.items() if dag_id != f"nylas_to_dataverse__{key}"]
     assert others
     assert all(p == {"transform": "dataverse_api", "load": "dataverse_api"} for p in others)
+
+
+def test_the_trigger_form_offers_a_dry_run_off_by_default_with_a_description() -> None:
+    for dag in _daily(_bag()).values():
+        param = dag.params.get_param("dry_run")  # type: ignore[attr-defined]
+        assert param.value is False
+        assert param.schema["type"] == "boolean"
+        assert "nothing is written to Dataverse" in param.description

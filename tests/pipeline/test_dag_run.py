@@ -86,3 +86,20 @@ def test_the_retention_dag_deletes_old_bodies_when_told_to(
     assert dag.test(run_conf={"dry_run": False}).state == "success"
     assert not body.exists()
     assert (staging / "nylas_to_dataverse__alice" / old / "report.json").exists()
+
+
+def test_a_dry_run_from_the_trigger_form_writes_the_plan_and_nothing_to_dataverse(
+    airflow_db: Path, sandbox: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NYLAS_DATAVERSE_STAGING", tmp_path.as_uri())
+    dag = _dag("nylas_to_dataverse__alice")
+
+    run = dag.test(logical_date=dt.datetime(2026, 11, 3, tzinfo=dt.UTC), run_conf={"dry_run": True})
+
+    assert run.state == "success"
+    plan = json.loads((tmp_path / dag.dag_id / "plan-2026-11-03" / "plan.json").read_text())
+    assert plan["counts"]["create"] > 0
+    assert (tmp_path / dag.dag_id / "plan-2026-11-03" / "plan.csv").exists()
+    assert not (tmp_path / dag.dag_id / "2026-11-03").exists()
+    assert sandbox.dataverse.emails_with_parties() == []
+    assert not any(name.startswith("writes.") for name in sandbox.dataverse.counters())

@@ -645,3 +645,34 @@ def test_config_errors_survive_pickling() -> None:
 def test_the_source_is_only_used_in_messages() -> None:
     result = parse_config("grants: [1]\n", "/does/not/exist.yaml")
     assert str(only_error(result)).startswith("/does/not/exist.yaml: grants[0]: ")
+
+
+def test_create_contacts_is_off_by_default_and_reads_a_bare_yaml_off() -> None:
+    assert PolicyConfig().create_contacts == "off"
+    text = textwrap.dedent(
+        """
+        defaults:
+          policy: {create_contacts: off, role_address_patterns: [sales*, Info]}
+        grants:
+          - {key: alice, grant_id: g1, start_date: 2026-11-02}
+          - {key: bob, grant_id: g2, start_date: 2026-11-02, policy: {create_contacts: senders}}
+        """
+    )
+    result = parse_config(text, "grants.yaml")
+    assert result.errors == ()
+    alice, bob = result.grants
+    assert (alice.policy.create_contacts, bob.policy.create_contacts) == ("off", "senders")
+    assert bob.policy.role_address_patterns == ("sales*", "info")
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected"),
+    [
+        ({"create_contacts": "yes"}, "must be one of off, senders, all"),
+        ({"role_address_patterns": ["info@contoso.example"]}, "the part before '@'"),
+    ],
+)
+def test_bad_create_contacts_settings_name_the_key(policy: dict[str, Any], expected: str) -> None:
+    error = only_error(parse({"grants": [grant(policy=policy)]}))
+    assert expected in error.message
+    assert next(iter(policy)) in str(error)

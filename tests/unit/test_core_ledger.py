@@ -123,6 +123,7 @@ def test_the_report_counts_by_outcome_and_reason() -> None:
         "ambiguous_addresses": 1,
         "requests": {"dataverse": 7, "nylas": 3},
         "durations_s": {"extract": 1.0, "load": 2.346},
+        "files": {},
     }
     json.dumps(report.to_json())
 

@@ -429,3 +429,19 @@ def test_messages_without_a_thread_id_never_share_a_thread(message: MessageFacto
     assert _decide(message(id="m1", thread_id=None, headers=[]), policy, threads=threads) is None
     assert _decide(message(id="m2", thread_id="", headers=[]), policy, threads=threads) is None
     assert not threads.seen("")
+
+
+def test_when_dataverse_was_consulted_a_reply_to_an_untracked_thread_is_its_first_tracked_message(
+    message: MessageFactory,
+) -> None:
+    policy = replace(PERMISSIVE, first_message_of_thread_only=True)
+    threads = ThreadTracker(tracked_message_ids=["<In-Dataverse@x>"])
+    to_tracked = message(id="m1", thread_id="t1", headers=[("References", "<a@x> <in-dataverse@x>")])
+    to_untracked = message(
+        id="m2", thread_id="t2", headers=[("Message-ID", "<m2@x>"), ("In-Reply-To", "<nowhere@x>")]
+    )
+    to_today = message(id="m3", thread_id="t3", headers=[("In-Reply-To", "<m2@x>")])
+
+    assert _decide(to_tracked, policy, threads=threads) == SkipReason.NOT_FIRST_IN_THREAD
+    assert _decide(to_untracked, policy, threads=threads) is None
+    assert _decide(to_today, policy, threads=threads) == SkipReason.NOT_FIRST_IN_THREAD

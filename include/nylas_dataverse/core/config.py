@@ -31,6 +31,8 @@ Shape::
         excluded_addresses: []
         excluded_domains: []
         regarding_preference: [contact, account]   # order/subset of contact, account, lead
+        create_contacts: off                # off | senders | all (core/contacts.py)
+        role_address_patterns: [...]        # local parts never given a contact (ROLE_ADDRESS_PATTERNS)
     grants:
       - key: alice                          # slug ^[a-z0-9][a-z0-9_-]{0,63}$, unique
         grant_id: "..."
@@ -90,6 +92,31 @@ HeadersField = Literal["include_headers", "include_basic_headers"]
 INTERNAL_ONLY_CHOICES: tuple[InternalOnly, ...] = ("skip", "track")
 HEADERS_FIELD_CHOICES: tuple[HeadersField, ...] = ("include_headers", "include_basic_headers")
 REGARDING_ENTITIES = ("contact", "account", "lead")
+# policy.create_contacts (core/contacts.py): which unresolved external addresses get a new contact.
+CreateContacts = Literal["off", "senders", "all"]
+CREATE_CONTACTS_CHOICES: tuple[CreateContacts, ...] = ("off", "senders", "all")
+ROLE_ADDRESS_PATTERNS = (
+    "no-reply*",
+    "noreply*",
+    "donotreply*",
+    "do-not-reply*",
+    "mailer-daemon",
+    "postmaster",
+    "bounce*",
+    "notification*",
+    "newsletter*",
+    "info",
+    "sales",
+    "support",
+    "help",
+    "admin",
+    "billing",
+    "accounts",
+    "contact",
+    "hello",
+    "office",
+    "team",
+)
 DAG_ID_PREFIX = "nylas_to_dataverse__"
 
 _SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
@@ -111,6 +138,8 @@ class PolicyConfig:
     excluded_addresses: tuple[str, ...] = ()
     excluded_domains: tuple[str, ...] = ()
     regarding_preference: tuple[str, ...] = ("contact", "account")
+    create_contacts: CreateContacts = "off"
+    role_address_patterns: tuple[str, ...] = ROLE_ADDRESS_PATTERNS
 
 
 @dataclass(frozen=True)
@@ -379,6 +408,21 @@ def _file_types(value: object) -> tuple[str, ...]:
     return _string_list(value, _file_type_item, "file extensions or content types")
 
 
+def _create_contacts(value: object) -> str:
+    # YAML 1.1 reads a bare `off` as false; both mean off.
+    return "off" if value is False else _choice(CREATE_CONTACTS_CHOICES)(value)
+
+
+def _pattern_item(value: object) -> str:
+    if not isinstance(value, str) or not value.strip() or "@" in value:
+        raise _fail("must be a pattern for the part before '@', like 'no-reply*' or 'info'", value)
+    return value.strip().casefold()
+
+
+def _patterns(value: object) -> tuple[str, ...]:
+    return _string_list(value, _pattern_item, "patterns")
+
+
 Validator = Callable[[object], object]
 
 _POLICY_KEYS: dict[str, Validator] = {
@@ -389,6 +433,8 @@ _POLICY_KEYS: dict[str, Validator] = {
     "excluded_addresses": _addresses,
     "excluded_domains": _domains,
     "regarding_preference": _regarding,
+    "create_contacts": _create_contacts,
+    "role_address_patterns": _patterns,
 }
 
 # Keys `defaults` may set and a grant may override (besides `policy`).

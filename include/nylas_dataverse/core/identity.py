@@ -103,6 +103,21 @@ def reply_parent_message_id(msg: NylasMessage) -> str | None:
     return None
 
 
+def referenced_message_ids(msg: NylasMessage) -> tuple[str, ...]:
+    """Every Message-ID ``msg`` names in ``In-Reply-To`` and ``References``, canonical, without repeats."""
+    found: dict[str, str] = {}
+    for name in ("In-Reply-To", "References"):
+        value = header_value(msg.headers, name)
+        if value is None:
+            continue
+        ids = re.findall(r"<[^<>\s]+>", value)
+        if not ids and name == "In-Reply-To" and (canonical := canonical_message_id(value)) is not None:
+            ids = [canonical]
+        for message_id in ids:
+            found.setdefault(message_id_key(message_id), message_id)
+    return tuple(found.values())
+
+
 def synthetic_message_id(grant_id: str, nylas_id: str) -> str:
     digest = hashlib.sha256(f"{grant_id}\x00{nylas_id}".encode()).hexdigest()
     return f"<{digest[:32]}@{SYNTHETIC_DOMAIN}>"

@@ -9,10 +9,14 @@ Every extracted message gets exactly one `LedgerEntry` with one `Outcome`:
 - `failed`: it could not be parsed, mapped or loaded; `reason` is `"<code>: <detail>"` (a `BadMessage`
   reason or Dataverse's error code and message).
 
-`skipped` and `failed` entries must carry a reason. The report counts entries by outcome, skips by
-reason and failures by reason code (the text before the first ':'). `check_invariant` insists that
-extracted = created + already_present + skipped + failed and that no Nylas id has two entries. The
-report and ledger never contain message content (subjects, bodies, addresses).
+`skipped` and `failed` entries must carry a reason. A `created` entry may say which
+mapping rule chose its regarding record (`regarding_rule`: `counterpart`, `other_party`, `thread_parent`)
+and the email this run bound it to as its parent (`parent_activity_id`), and the contacts created with it
+(`contact_ids`, `;`-separated, with `create_contacts`); they are left out when unset. The
+report counts entries by outcome, skips by reason and failures by reason code (the text before the first
+':'). `check_invariant` insists that extracted = created + already_present + skipped + failed and that no
+Nylas id has two entries. The report and ledger never contain message content (subjects, bodies,
+addresses).
 """
 
 from __future__ import annotations
@@ -40,7 +44,18 @@ class LedgerInvariantError(PipelineError):
     KIND = FailureKind.STAGING
 
 
-_FIELDS = ("nylas_id", "grant_id", "internet_message_id", "outcome", "reason", "activity_id")
+_FIELDS = (
+    "nylas_id",
+    "grant_id",
+    "internet_message_id",
+    "outcome",
+    "reason",
+    "activity_id",
+    "regarding_rule",
+    "parent_activity_id",
+    "contact_ids",
+)
+_OPTIONAL_FIELDS = ("regarding_rule", "parent_activity_id", "contact_ids")
 # Ledgers written before 0.2 called the Internet Message-ID "message_id"; they are still read.
 _OLD_NAMES = {"message_id": "internet_message_id"}
 
@@ -56,6 +71,9 @@ class LedgerEntry:
     outcome: Outcome
     reason: str | None = None
     activity_id: str | None = None
+    regarding_rule: str | None = None
+    parent_activity_id: str | None = None
+    contact_ids: str | None = None  # ";"-separated: the contacts created with this email (create_contacts)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "outcome", Outcome(self.outcome))
@@ -67,7 +85,7 @@ class LedgerEntry:
         return None if self.reason is None else self.reason.split(":", 1)[0].strip()
 
     def to_json(self) -> dict[str, str | None]:
-        return {
+        data = {
             "nylas_id": self.nylas_id,
             "grant_id": self.grant_id,
             "internet_message_id": self.internet_message_id,
@@ -75,6 +93,8 @@ class LedgerEntry:
             "reason": self.reason,
             "activity_id": self.activity_id,
         }
+        data.update({name: value for name in _OPTIONAL_FIELDS if (value := getattr(self, name)) is not None})
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> LedgerEntry:
@@ -86,7 +106,7 @@ class LedgerEntry:
         for name in ("nylas_id", "grant_id", "outcome"):
             if not isinstance(data.get(name), str):
                 raise ValueError(f"ledger entry field {name!r} must be a string, got {data.get(name)!r}")
-        for name in ("internet_message_id", "reason", "activity_id"):
+        for name in ("internet_message_id", "reason", "activity_id", *_OPTIONAL_FIELDS):
             if data.get(name) is not None and not isinstance(data.get(name), str):
                 raise ValueError(
                     f"ledger entry field {name!r} must be a string or null, got {data.get(name)!r}"
@@ -105,6 +125,9 @@ class LedgerEntry:
             outcome=outcome,
             reason=data.get("reason"),
             activity_id=data.get("activity_id"),
+            regarding_rule=data.get("regarding_rule"),
+            parent_activity_id=data.get("parent_activity_id"),
+            contact_ids=data.get("contact_ids"),
         )
 
 
@@ -125,6 +148,7 @@ class RunReport:
         # Counts of the attachment ledger (core/attachments.summarize); empty when no message had files.
         self.attachments: dict[str, Any] = {}
         self.durations_s: dict[str, float] = {}
+        self.files: dict[str, str] = {}  # what the run wrote for people to open (name -> URL)
         self.counts: Counter[Outcome] = Counter({outcome: 0 for outcome in Outcome})
         self.skipped_by_reason: Counter[str] = Counter()
         self.failed_by_reason: Counter[str] = Counter()
@@ -178,6 +202,7 @@ class RunReport:
             "requests": dict(sorted(self.requests.items())),
             **({"attachments": self.attachments} if self.attachments else {}),
             "durations_s": {name: round(value, 3) for name, value in sorted(self.durations_s.items())},
+            "files": dict(sorted(self.files.items())),
         }
 
     def summary_table(self) -> str:
@@ -204,4 +229,5 @@ class RunReport:
         lines = [header, rule]
         lines.extend(f"{label.ljust(label_width)}  {value.rjust(value_width)}" for label, value in rows)
         lines.append(rule)
+        lines.extend(f"{name}: {url}" for name, url in sorted(self.files.items()))
         return "\n".join(lines)

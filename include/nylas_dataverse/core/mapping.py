@@ -27,6 +27,8 @@ hook (``hooks/dataverse_tables.py``). The rules, per field:
 - ``parent_message_id``: the Message-ID the message answers (identity.reply_parent_message_id), if any.
 - ``attachments``: the file plan (``core/attachments.plan_attachments``), set by transform with the grant's
   attachment policy and the org's upload limit; empty for a message without files.
+- ``new_contacts``: contacts load creates before the email, in its change set (``core/contacts.py``; set by
+  transform with ``policy.create_contacts``, empty otherwise).
 
 All lengths are counted in UTF-16 code units, as Dataverse counts them (``core/text.py``).
 """
@@ -44,6 +46,7 @@ from typing import Any
 import nh3
 
 from nylas_dataverse.core.attachments import AttachmentPlan
+from nylas_dataverse.core.contacts import NewContact
 from nylas_dataverse.core.identity import (
     MessageIdSource,
     activity_id,
@@ -123,6 +126,7 @@ class EmailRecord:
     owner_id: str | None = None
     parent_message_id: str | None = None
     attachments: tuple[AttachmentPlan, ...] = ()
+    new_contacts: tuple[NewContact, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -141,6 +145,7 @@ class EmailRecord:
             "owner_id": self.owner_id,
             "parent_message_id": self.parent_message_id,
             "attachments": [plan.to_json() for plan in self.attachments],
+            "new_contacts": [contact.to_json() for contact in self.new_contacts],
         }
 
     @classmethod
@@ -164,6 +169,7 @@ class EmailRecord:
             owner_id=_opt_str(data.get("owner_id")),
             parent_message_id=_opt_str(data.get("parent_message_id")),
             attachments=tuple(AttachmentPlan.from_json(plan) for plan in data.get("attachments") or ()),
+            new_contacts=tuple(NewContact.from_json(c) for c in data.get("new_contacts") or ()),
         )
 
 

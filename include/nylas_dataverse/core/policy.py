@@ -13,8 +13,12 @@
    org's domains nor the grant's own address) is known to Dataverse as a contact, account or lead
    (Dynamics' "only mail with a known contact, account or lead" option). The caller supplies that
    knowledge as a predicate or a set; either receives casefolded addresses.
-9. `not_first_in_thread` - `policy.first_message_of_thread_only` and the message has an `In-Reply-To`
-   or `References` header, or a message of its thread was already tracked earlier in this run.
+9. `not_first_in_thread` - `policy.first_message_of_thread_only` and a message of its thread was already
+   tracked earlier in this run, or the message is a reply to a tracked thread. When the caller consulted
+   Dataverse (a `ThreadTracker` built with the Message-IDs Dataverse holds), a reply belongs to a tracked
+   thread when one of the ids in its `In-Reply-To` / `References` is in Dataverse or was tracked earlier
+   in this run; a reply whose thread is tracked nowhere is its thread's first tracked message. Without
+   that knowledge any `In-Reply-To` or `References` header counts.
 
 All address and domain comparisons casefold. Only a tracked message marks its thread as seen, so the
 caller must decide messages oldest first for the thread rule to keep the first message.
@@ -37,7 +41,12 @@ from enum import StrEnum
 from types import MappingProxyType
 
 from nylas_dataverse.core.config import PolicyConfig
-from nylas_dataverse.core.identity import header_value
+from nylas_dataverse.core.identity import (
+    extract_message_id,
+    header_value,
+    message_id_key,
+    referenced_message_ids,
+)
 from nylas_dataverse.core.messages import NylasMessage, Participant
 
 FOLDER_ROLES = frozenset({"inbox", "sent", "drafts", "junk", "trash", "archive"})
@@ -122,17 +131,25 @@ class FolderRoles:
 
 
 class ThreadTracker:
-    """Thread ids tracked so far in this run (messages are decided oldest first)."""
+    """Thread ids tracked so far in this run (messages are decided oldest first), and optionally the
+    Message-IDs tracked anywhere: those Dataverse holds, plus the ones this run tracks."""
 
-    def __init__(self) -> None:
+    def __init__(self, tracked_message_ids: Iterable[str] | None = None) -> None:
         self._seen: set[str] = set()
+        self.consulted = tracked_message_ids is not None
+        self._tracked = {message_id_key(value) for value in tracked_message_ids or ()}
 
     def seen(self, thread_id: str) -> bool:
         return bool(thread_id) and thread_id in self._seen
 
-    def mark(self, thread_id: str) -> None:
+    def answers_tracked(self, msg: NylasMessage) -> bool:
+        return any(message_id_key(value) in self._tracked for value in referenced_message_ids(msg))
+
+    def mark(self, thread_id: str, message_id: str | None = None) -> None:
         if thread_id:
             self._seen.add(thread_id)
+        if message_id:
+            self._tracked.add(message_id_key(message_id))
 
 
 def domain_of(address: str) -> str:
@@ -196,7 +213,7 @@ def decide(
     domains = frozenset(d.casefold() for d in org_domains)
     reason = _skip_reason(msg, policy, domains, own, folder_roles, known_external, threads)
     if reason is None:
-        threads.mark(msg.thread_id)
+        threads.mark(msg.thread_id, extract_message_id(msg))
     return reason
 
 
@@ -235,7 +252,9 @@ def _skip_reason(
         ]
         if not any(_is_known(a, known_external) for a in external):
             return SkipReason.NO_KNOWN_PARTY
-    if policy.first_message_of_thread_only and (_is_reply(msg) or threads.seen(msg.thread_id)):
+    if policy.first_message_of_thread_only and (
+        threads.seen(msg.thread_id) or (threads.answers_tracked(msg) if threads.consulted else _is_reply(msg))
+    ):
         return SkipReason.NOT_FIRST_IN_THREAD
     return None
 

@@ -9,7 +9,8 @@ the ``Activity`` privileges, system users are ``User``). A run of the pipeline:
 - sets the owner to the mailbox owner, another user than itself (Assign on Activity);
 - with ``attachments`` on, binds files to the emails it creates (AppendTo on Activity: an
   ``activitymimeattachment`` takes its privileges from its email);
-- with ``remove_race_duplicates``, deletes the copy of an email it made (Delete on Activity).
+- with ``remove_race_duplicates``, deletes the copy of an email it made (Delete on Activity);
+- with ``policy.create_contacts`` other than ``off``, upserts contacts (Create and Write on Contact).
 
 A privilege held at a depth narrower than the organization (``Basic``: only records the user owns) lets the
 calls succeed while showing only part of the org, so such depths are reported as warnings: resolution would
@@ -59,6 +60,11 @@ def required_privileges(grant: GrantConfig) -> tuple[Requirement, ...]:
         extra.append(Requirement("prvAppendToActivity", "attach files to the emails it creates"))
     if grant.remove_race_duplicates:
         extra.append(Requirement("prvDeleteActivity", "remove the copy it made of a message tracked twice"))
+    if grant.policy.create_contacts != "off":
+        extra.append(
+            Requirement("prvCreateContact", "create contacts for unresolved addresses (create_contacts)")
+        )
+        extra.append(Requirement("prvWriteContact", "upsert those contacts idempotently (create_contacts)"))
     return (*_ALWAYS, *extra)
 
 

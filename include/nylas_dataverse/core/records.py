@@ -4,7 +4,8 @@ Transform writes one ``Decision`` per extracted message (``payloads.jsonl.gz``),
 reads
 them back as the same type. A decision is either final (``outcome`` skipped or failed, with its reason) or
 pending (``outcome`` None) and then carries the ``EmailRecord`` to create. Load turns every decision into
-exactly one ``LedgerEntry``.
+exactly one ``LedgerEntry``. ``thread_wave`` is the pending email's wave (``core/threads.py``): transform
+writes decisions wave by wave and load finishes one wave before it starts the next.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class Decision:
     internet_message_id: str | None = None
     activity_id: str | None = None
     email: EmailRecord | None = None
+    thread_wave: int = 0
 
     def __post_init__(self) -> None:
         if self.outcome is None:
@@ -53,8 +55,11 @@ class Decision:
             email=email,
         )
 
-    def entry(self, outcome: Outcome | None = None, reason: str | None = None) -> LedgerEntry:
-        """This message's ledger entry: the final decision itself, or what load made of a pending one."""
+    def entry(
+        self, outcome: Outcome | None = None, reason: str | None = None, parent_activity_id: str | None = None
+    ) -> LedgerEntry:
+        """This message's ledger entry: the final decision itself, or what load made of a pending one
+        (with the rule that chose its regarding record, and the parent email it was bound to)."""
         return LedgerEntry(
             nylas_id=self.nylas_id,
             grant_id=self.grant_id,
@@ -62,6 +67,13 @@ class Decision:
             outcome=outcome or self.outcome or Outcome.FAILED,
             reason=reason if outcome is not None else self.reason,
             activity_id=self.activity_id,
+            regarding_rule=self.email.regarding_rule
+            if self.email is not None and outcome is not None
+            else None,
+            parent_activity_id=parent_activity_id,
+            contact_ids=";".join(c.id for c in self.email.new_contacts) or None
+            if self.email is not None and outcome is Outcome.CREATED
+            else None,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -73,6 +85,7 @@ class Decision:
             "internet_message_id": self.internet_message_id,
             "activity_id": self.activity_id,
             "email": None if self.email is None else self.email.to_json(),
+            "thread_wave": self.thread_wave,
         }
 
     @classmethod
@@ -88,4 +101,5 @@ class Decision:
             internet_message_id=data.get("internet_message_id"),
             activity_id=data.get("activity_id"),
             email=None if email is None else EmailRecord.from_json(email),
+            thread_wave=int(data.get("thread_wave") or 0),
         )

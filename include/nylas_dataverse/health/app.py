@@ -8,6 +8,8 @@ Routes (relative to the mount point):
 - ``GET /grants/<key>``: one grant: outcomes per day (chart and table), failed runs and messages,
   unresolved addresses, links to the Airflow runs and the created Dynamics records;
 - ``GET /grants/<key>/unresolved.csv``: the grant's unresolved addresses;
+- ``GET /grants/<key>/unresolved-all-runs.csv``: the roll-up report writes over the grant's kept runs
+  (display name, messages, first and last seen, direction);
 - ``GET /api/overview``, ``/api/grants/<key>``, ``/api/inbox``: the same data as JSON.
 
 Every route needs an authenticated Airflow user (``auth.py``); without one, pages redirect to the login
@@ -320,6 +322,18 @@ def create_app(
             out.getvalue(),
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": f'attachment; filename="unresolved-{grant.key}-{stamp}.csv"'},
+        )
+
+    @app.get("/grants/{key}/unresolved-all-runs.csv")
+    def unresolved_rollup_csv(key: str, user: User) -> Response:
+        grant = grant_or_404(user, key)
+        data = make_reader().unresolved_rollup(grant)
+        if data is None:
+            raise StarletteHTTPException(404, "no run of this grant has written its unresolved addresses yet")
+        return Response(
+            data,
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="unresolved-{grant.key}-all-runs.csv"'},
         )
 
     return app

@@ -296,6 +296,13 @@ class HealthReader:
         since = health.last_complete_day(self.clock()) - dt.timedelta(days=days - 1)
         return health.unresolved_addresses(self.store.entries(grant.key, since=since), since)
 
+    def unresolved_rollup(self, grant: GrantConfig) -> bytes | None:
+        """The grant's unresolved addresses over all its kept runs, as report wrote them (CSV), if any."""
+        try:
+            return (self.root / layout.unresolved_rollup(grant.key)).read_bytes()
+        except FileNotFoundError:
+            return None
+
     def _created_records(
         self, grant: GrantConfig, summary: health.GrantSummary | None
     ) -> list[CreatedRecord]:

@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import Any
 
 from nylas_dataverse.core.attachments import OPERATIONS_PER_EMAIL, AttachmentPlan
+from nylas_dataverse.core.contacts import NewContact
 from nylas_dataverse.core.mapping import MASK_FROM, EmailRecord, Party, RecordRef
 from nylas_dataverse.core.resolution import ENTITY_EMAIL_COLUMNS, DirectoryRow, check_entity
 from nylas_dataverse.core.text import cut_utf16
@@ -29,6 +30,7 @@ ORGANIZATIONS = "organizations"
 MAX_UPLOAD_COLUMN = "maxuploadfilesize"
 # Dataverse's answer to an attachment over organization.maxuploadfilesize.
 ATTACHMENT_TOO_LARGE_CODE = "0x80044a02"
+CONTACTS = "contacts"
 ENTITY_SETS: Mapping[str, str] = MappingProxyType(
     {"systemuser": "systemusers", "contact": "contacts", "account": "accounts", "lead": "leads"}
 )
@@ -185,8 +187,9 @@ def attachment_create_body(plan: AttachmentPlan, email_reference: str) -> dict[s
 
 
 def change_set_operations(record: EmailRecord, files: Mapping[int, Base64File] | None = None) -> int:
-    """How many requests ``email_change_set`` makes for ``record`` with ``files``."""
-    return OPERATIONS_PER_EMAIL + len(_uploads(record, files))
+    """How many requests (and Content-IDs) ``email_change_set`` makes for ``record`` with ``files``: the
+    contacts it creates, the email's create and complete, and one per uploaded file."""
+    return len(record.new_contacts) + OPERATIONS_PER_EMAIL + len(_uploads(record, files))
 
 
 def _uploads(
@@ -198,6 +201,15 @@ def _uploads(
     ]
 
 
+def contact_upsert_request(contact: NewContact, content_id: int) -> BatchRequest:
+    """``PATCH contacts(<id>)`` without ``If-Match``: an upsert, so the first email that needs the contact
+    creates it and any later one (another change set, a rerun) finds it instead of making a second."""
+    body: dict[str, Any] = {"emailaddress1": contact.address, "lastname": contact.lastname}
+    if contact.firstname:
+        body["firstname"] = contact.firstname
+    return BatchRequest("PATCH", f"{CONTACTS}({contact.id})", body=body, content_id=str(content_id))
+
+
 def email_change_set(
     record: EmailRecord,
     first_content_id: int,
@@ -206,16 +218,21 @@ def email_change_set(
     bind_external_sender: bool = True,
     files: Mapping[int, Base64File] | None = None,
 ) -> ChangeSet:
-    """Create the email (Open), add its files, and complete it, in one atomic change set.
+    """Upsert the contacts the email creates, create the email (Open), add its files, and complete it, in
+    one atomic change set.
 
-    Dataverse ignores ``statecode`` on create and rejects a Completed status there, hence the PATCH that
-    refers
-    to the new row by its Content-ID; the files (``files``: the downloaded file of each uploaded plan, by
-    position) come between the two, so none is added to a completed email. Content-IDs must be unique in the
-    whole ``$batch``: this change set uses ``first_content_id`` and the next ``change_set_operations - 1``.
+    The contacts (``record.new_contacts``) come first so that the email's parties can bind them. Dataverse
+    ignores ``statecode`` on create and rejects a Completed status there, hence the PATCH that refers to the
+    new row by its Content-ID; the files (``files``: the downloaded file of each uploaded plan, by position)
+    come between the two, so none is added to a completed email. Content-IDs must be unique in the whole
+    ``$batch``: this change set uses ``change_set_operations`` of them from ``first_content_id`` on.
     """
-    create_id = str(first_content_id)
     requests = [
+        contact_upsert_request(contact, first_content_id + index)
+        for index, contact in enumerate(record.new_contacts)
+    ]
+    create_id = str(first_content_id + len(requests))
+    requests.append(
         BatchRequest(
             "POST",
             EMAILS,
@@ -224,14 +241,14 @@ def email_change_set(
             ),
             content_id=create_id,
         )
-    ]
+    )
     for offset, (plan, file) in enumerate(_uploads(record, files), start=1):
         requests.append(
             BatchRequest(
                 "POST",
                 ATTACHMENTS,
                 body=attachment_create_body(plan, f"${create_id}"),
-                content_id=str(first_content_id + offset),
+                content_id=str(int(create_id) + offset),
                 file=file,
             )
         )
@@ -246,22 +263,28 @@ def email_change_set(
     return ChangeSet(requests=requests)
 
 
-CONTENT_IDS_PER_EMAIL = OPERATIONS_PER_EMAIL
-
-
 def email_change_sets(
     records: Sequence[EmailRecord],
     *,
     bind_external_sender: bool = True,
     files: Mapping[str, Mapping[int, Base64File]] | None = None,
+    parents: Mapping[str, str] | None = None,
 ) -> list[ChangeSet]:
-    """One change set per email, with Content-IDs unique across the batch; ``files`` by activity id."""
+    """One change set per email, with Content-IDs unique across the batch; ``files`` by activity id;
+    ``parents`` maps an email's ``activity_id`` to the ``activityid`` of the email it answers (bound as
+    ``parentactivityid``)."""
     change_sets: list[ChangeSet] = []
     next_id = 1
     for record in records:
         own = (files or {}).get(record.activity_id)
         change_sets.append(
-            email_change_set(record, next_id, bind_external_sender=bind_external_sender, files=own)
+            email_change_set(
+                record,
+                next_id,
+                parent_activity_id=(parents or {}).get(record.activity_id),
+                bind_external_sender=bind_external_sender,
+                files=own,
+            )
         )
         next_id += change_set_operations(record, own)
     return change_sets

@@ -12,12 +12,13 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pendulum
-from airflow.sdk import DAG, dag, get_current_context, task
+from airflow.sdk import DAG, Param, dag, get_current_context, task
 
 from nylas_dataverse.core.assignment import DEFAULT_POOL, pool_name
 from nylas_dataverse.core.config import AlertsConfig, GrantConfig
 from nylas_dataverse.core.errors import Failure
 from nylas_dataverse.core.window import run_window as run_day_window
+from nylas_dataverse.pipeline import layout
 from nylas_dataverse.pipeline.alerts import EXCEPTION_ATTRIBUTE, AlertCallback
 from nylas_dataverse.pipeline.failures import RetryWhenRetryable, announce, classify
 from nylas_dataverse.pipeline.report import TooManyFailuresError
@@ -57,6 +58,11 @@ and says why.
 A failed task writes `failure.json` next to the day's data (its kind: `grant_expired`, `credentials`,
 `config`,
 ... and what to do); errors a retry cannot fix are not retried. Rerunning a day is always safe.
+**Dry run.** Trigger with `dry_run` on to preview a policy change: extract and transform run as usual,
+load only looks up which emails Dataverse already holds, and `plan.json` + `plan.csv` (each message's
+decision, parties, regarding record) are written under `{staging}/{dag_id}/plan-<day>/`. Nothing is
+written to Dataverse and the day's real ledger and report are left as they are.
+
 Every run also updates the grant's row on the **Sync health** page (Airflow's navigation), and a task that
 gives up sends the notifiers of the grants file's `alerts` section.
 """
@@ -65,6 +71,10 @@ gives up sends the notifiers of the grants file's `alerts` section.
 def _staging_for(root: Any, grant: GrantConfig, path: str) -> RunStaging:
     """The run's staging folder from the path extract returned (only its last part, the day, is read)."""
     return RunStaging(root, grant.dag_id, PurePosixPath(str(path)).name)
+
+
+def _is_dry_run(path: str) -> bool:
+    return layout.is_plan_label(PurePosixPath(str(path)).name)
 
 
 def _final_attempt(failure: Failure, ti: Any) -> bool:
@@ -96,7 +106,8 @@ def build_dag(grant: GrantConfig, project_root: Path, alerts: AlertsConfig | Non
                     staging.write_failure(stage, failure, attempt=getattr(ti, "try_number", None))
                 except Exception:  # the record is for monitors; the task's own error matters more
                     log.warning("Could not record the failure in %s", staging, exc_info=True)
-                if not isinstance(exc, TooManyFailuresError):  # the report recorded its own verdict
+                # The report recorded its own verdict; a dry run is a preview, not a run of the day.
+                if not isinstance(exc, TooManyFailuresError) and not layout.is_plan_label(staging.label):
                     try:
                         record_failure(grant, staging, stage, failure, final=_final_attempt(failure, ti))
                     except Exception:
@@ -117,6 +128,17 @@ def build_dag(grant: GrantConfig, project_root: Path, alerts: AlertsConfig | Non
             grant.start_date.year, grant.start_date.month, grant.start_date.day, tz="UTC"
         ),
         catchup=False,
+        params={
+            "dry_run": Param(
+                False,
+                type="boolean",
+                title="Dry run (preview only)",
+                description=(
+                    "Write plan.json and plan.csv (what would be created, found, skipped and why) under"
+                    " plan-<day>/ in staging instead of loading: nothing is written to Dataverse."
+                ),
+            )
+        },
         max_active_runs=2,
         dagrun_timeout=dt.timedelta(hours=12),
         tags=["nylas", "dataverse", f"grant:{grant.key}"],
@@ -157,7 +179,10 @@ def build_dag(grant: GrantConfig, project_root: Path, alerts: AlertsConfig | Non
                 )
 
             window = attempt("extract", None, day_window)
-            staging = RunStaging(root, grant.dag_id, window.label)
+            dry_run = bool((context.get("params") or {}).get("dry_run"))
+            staging = RunStaging(
+                root, grant.dag_id, layout.plan_label(window.label) if dry_run else window.label
+            )
             log.info("This run syncs the UTC day %s (%s .. %s)", window.label, window.start, window.end)
             services = Services.for_grant(grant)
             attempt("extract", staging, lambda: run_stage("extract", grant, staging, services, window=window))
@@ -175,11 +200,16 @@ def build_dag(grant: GrantConfig, project_root: Path, alerts: AlertsConfig | Non
 
         @task(pool=pool_name(grant.dataverse_conn_id), execution_timeout=dt.timedelta(hours=4))
         def load(path: str) -> str:
-            later_stage("load", path)
+            # A dry run's folder (plan-<day>) gets the plan instead: read-only lookups, no writes.
+            later_stage("plan" if _is_dry_run(path) else "load", path)
             return path
 
         @task(retries=0)
         def report(path: str) -> dict[str, Any]:
+            if _is_dry_run(path):
+                plan = _staging_for(root, grant, path).read_json(layout.PLAN) or {}
+                planned: dict[str, Any] = plan.get("counts", {})
+                return planned
             counts: dict[str, Any] = later_stage("report", path)
             return counts
 

@@ -3,21 +3,25 @@
 Under the staging root (``NYLAS_DATAVERSE_STAGING``, any ``ObjectStoragePath`` URL)::
 
     <dag_id>/<run label>/               one run of one grant; the label is the UTC day (2026-11-04), or
-                                        realtime-<batch id> for the real-time path
+                                        realtime-<batch id> for the real-time path, plan-<day> for a
+                                        dry-run plan of that day (pipeline/plan.py)
         extract.json                    manifest written last by extract: counts, checksum, folder roles
         messages.jsonl.gz               Nylas messages as received (bodies included)
         transform.json                  manifest written last by transform
         payloads.jsonl.gz               one Decision per message (core/records.py)
         quarantine.jsonl.gz             messages that could not be parsed, kept for inspection
+        unresolved.csv                  the run's unresolved addresses (core/unresolved.py), by transform
         load/part-000000.json           ledger entries of each finished load chunk (resume points)
         load.json                       manifest written last by load
         ledger.jsonl                    one outcome per extracted message
         report.json                     run counts, request counts, durations
+        plan.json, plan.csv             a dry run's plan instead of load, ledger and report (pipeline/plan.py)
         failure.json                    the last failed attempt of a task: kind, message (removed by a rerun)
     _realtime/                          the webhook inbox (realtime/inbox.py documents its sub-layout)
         grant_status/<grant id>.json    the newest grant.expired notification of a grant (the receiver)
     _summary/                           what the health page reads (pipeline/summary.py)
         <grant key>.json                one grant's summary, rebuilt from its entries after each write
+        <grant key>/unresolved.csv      the grant's unresolved addresses rolled up over its kept runs
         <grant key>/daily/<day>~<stamp>.json              a daily run's entry, one file per version
         <grant key>/realtime/<day>/<label>~<stamp>.json   a real-time run's entry, by processing day
     _preflight/<fingerprint>.json       the last passing privilege check of an application user (1 h)
@@ -41,16 +45,20 @@ MESSAGES = "messages.jsonl.gz"
 TRANSFORM_MANIFEST = "transform.json"
 DECISIONS = "payloads.jsonl.gz"
 QUARANTINE = "quarantine.jsonl.gz"
+UNRESOLVED = "unresolved.csv"
 LOAD_PARTS = "load"
 LOAD_MANIFEST = "load.json"
 LEDGER = "ledger.jsonl"
 ATTACHMENT_LEDGER = "attachments.jsonl"
 REPORT = "report.json"
+PLAN = "plan.json"
+PLAN_CSV = "plan.csv"
 FAILURE = "failure.json"
 
 INBOX_DIR = "_realtime"
 PREFLIGHT_DIR = "_preflight"
 REALTIME_LABEL_PREFIX = "realtime-"
+PLAN_LABEL_PREFIX = "plan-"
 GRANT_STATUS_DIR = "grant_status"  # under INBOX_DIR
 SUMMARY_DIR = "_summary"
 SUMMARY_DAILY = "daily"
@@ -66,7 +74,7 @@ STAGES = ("extract", "transform", "load", "report")
 STAGE_FILES: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {
         "extract": (MESSAGES, EXTRACT_MANIFEST),
-        "transform": (DECISIONS, QUARANTINE, TRANSFORM_MANIFEST),
+        "transform": (DECISIONS, QUARANTINE, UNRESOLVED, TRANSFORM_MANIFEST),
         "load": (LOAD_PARTS, LEDGER, ATTACHMENT_LEDGER, LOAD_MANIFEST),
         "report": (REPORT,),
     }
@@ -103,6 +111,15 @@ def realtime_label(batch_id: str) -> str:
     return f"{REALTIME_LABEL_PREFIX}{batch_id}"
 
 
+def plan_label(label: str) -> str:
+    """The folder of a dry-run plan of the run ``label`` (kept apart, so the real run's ledger survives)."""
+    return f"{PLAN_LABEL_PREFIX}{label}"
+
+
+def is_plan_label(label: str) -> bool:
+    return label.startswith(PLAN_LABEL_PREFIX)
+
+
 def summary_file(grant_key: str) -> str:
     """A grant's summary (relative to the staging root)."""
     return f"{SUMMARY_DIR}/{grant_key}.json"
@@ -111,6 +128,11 @@ def summary_file(grant_key: str) -> str:
 def summary_entries(grant_key: str) -> str:
     """The folder of a grant's run entries (relative to the staging root)."""
     return f"{SUMMARY_DIR}/{grant_key}"
+
+
+def unresolved_rollup(grant_key: str) -> str:
+    """A grant's unresolved addresses over all its runs kept in staging (relative to the staging root)."""
+    return f"{SUMMARY_DIR}/{grant_key}/{UNRESOLVED}"
 
 
 def grant_status_marker(grant_id: str) -> str:

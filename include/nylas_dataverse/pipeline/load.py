@@ -11,6 +11,11 @@ Exactly once rests on three things:
   files (``pipeline/attachments.py``) are created in that change set before it is completed, with ids derived
   from the email's, so an email never exists without its kept files and no file twice.
 
+Threads (``core/threads.py``): the same lookup asks for the Message-IDs the chunk's replies answer, and a
+reply whose parent Dataverse holds is created with ``parentactivityid`` bound to it (the ledger entry names
+the parent). Decisions come wave by wave; a chunk never mixes waves, and every chunk of a wave is finished
+before the first chunk of the next is started, so a parent created by this run is found by its replies.
+
 What a change set's answer means (whatever Dataverse does with the rest of the batch):
 
 * 2xx for both requests: ``created``;
@@ -40,7 +45,6 @@ After the last chunk the created Message-IDs are looked up again: a second row w
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import random
@@ -83,6 +87,7 @@ from nylas_dataverse.pipeline import attachments as files_module
 from nylas_dataverse.pipeline import layout
 from nylas_dataverse.pipeline.attachments import AttachmentDownloadError, AttachmentFiles
 from nylas_dataverse.pipeline.preflight import ensure_privileges
+from nylas_dataverse.pipeline.present import present_emails
 from nylas_dataverse.pipeline.staging import FORMAT_VERSION, RunStaging, StagingError, open_binary
 
 log = logging.getLogger(__name__)
@@ -182,10 +187,11 @@ class _ChunkLoader:
         self._sleep = sleep
         self._rng = rng or random.Random()
 
-    def existing_message_ids(self, internet_message_ids: Sequence[str]) -> set[str]:
-        values = [value for internet_id in internet_message_ids for value in lookup_values(internet_id)]
-        rows = self.dataverse.query_in(EMAILS, "messageid", values, select=list(MESSAGE_ID_COLUMNS))
-        return {message_id_key(str(row["messageid"])) for row in rows if row.get("messageid")}
+    def existing_message_ids(self, records: Sequence[EmailRecord]) -> dict[str, str]:
+        """The chunk's and their parents' Message-IDs Dataverse holds (key -> activityid), in one lookup."""
+        asked = [r.internet_message_id for r in records]
+        asked += [r.parent_message_id for r in records if r.parent_message_id]
+        return present_emails(self.dataverse, asked)
 
     def load(self, chunk: _Chunk, earlier: list[LedgerEntry] | None) -> list[LedgerEntry]:
         entries: dict[int, LedgerEntry] = {}
@@ -199,7 +205,7 @@ class _ChunkLoader:
             else:
                 pending.append((position, decision))
         if pending:
-            present = self.existing_message_ids([d.email.internet_message_id for _, d in pending if d.email])
+            present = self.existing_message_ids([d.email for _, d in pending if d.email])
             to_create: list[tuple[int, Decision]] = []
             for position, decision in pending:
                 assert decision.email is not None
@@ -209,11 +215,13 @@ class _ChunkLoader:
                     entries[position] = decision.entry(Outcome.FAILED, problem)
                 else:
                     to_create.append((position, decision))
-            results = self.create([decision.email for _, decision in to_create if decision.email])
+            parents = _parents([decision.email for _, decision in to_create if decision.email], present)
+            results = self.create([decision.email for _, decision in to_create if decision.email], parents)
             for position, decision in to_create:
                 assert decision.email is not None
                 outcome, reason = results[decision.email.activity_id]
-                entries[position] = decision.entry(outcome, reason)
+                parent = parents.get(decision.email.activity_id) if outcome is Outcome.CREATED else None
+                entries[position] = decision.entry(outcome, reason, parent)
                 self._sent.pop(decision.email.activity_id, None)
         return [entries[position] for position in range(len(chunk.decisions))]
 
@@ -253,7 +261,9 @@ class _ChunkLoader:
         row_id = refused_attachment(change_set, refused[0]) if change_set is not None else None
         return row_id is not None and email.refuse(row_id, _reason(refused[0]))
 
-    def create(self, records: list[EmailRecord]) -> dict[str, tuple[Outcome, str | None]]:
+    def create(
+        self, records: list[EmailRecord], parents: dict[str, str] | None = None
+    ) -> dict[str, tuple[Outcome, str | None]]:
         """Create ``records``; every one ends with a final outcome (see the module docstring).
 
         Each email may fail transiently ``RETRY_ROUNDS`` times; a change set the service did not run (it
@@ -276,7 +286,7 @@ class _ChunkLoader:
             progressed = failed_transiently = False
             for batch in self._batches(pending):
                 bind = self.state.bind_external_sender
-                for record, answer in zip(batch, self._send(batch, bind), strict=True):
+                for record, answer in zip(batch, self._send(batch, bind, parents or {}), strict=True):
                     attempt = classify(answer)
                     if attempt.outcome is Outcome.FAILED and bind and self._sender_refused(answer, record):
                         retry.append(record)  # sent again at once, without the binding
@@ -356,16 +366,16 @@ class _ChunkLoader:
                 )
         return True
 
-    def _send(self, records: list[EmailRecord], bind: bool) -> list[BatchOutcome]:
+    def _send(self, records: list[EmailRecord], bind: bool, parents: dict[str, str]) -> list[BatchOutcome]:
         """One ``$batch`` for ``records``; a timed-out batch is split in half, each half sent on its own, and
         so is one Dataverse refuses as holding too many operations (the rest of the load then sends batches
         no larger than the half that was accepted)."""
         if len(records) > self.state.batch_limit:
             cut = self.state.batch_limit
-            return self._send(records[:cut], bind) + self._send(records[cut:], bind)
+            return self._send(records[:cut], bind, parents) + self._send(records[cut:], bind, parents)
         try:
             files = self.files.files_by_email(records) if self.files is not None else None
-            change_sets = email_change_sets(records, bind_external_sender=bind, files=files)
+            change_sets = email_change_sets(records, bind_external_sender=bind, files=files, parents=parents)
             if files:
                 self._sent.update(
                     (record.activity_id, change_set)
@@ -383,7 +393,7 @@ class _ChunkLoader:
                 half,
                 len(records) - half,
             )
-            return self._send(records[:half], bind) + self._send(records[half:], bind)
+            return self._send(records[:half], bind, parents) + self._send(records[half:], bind, parents)
         except DataverseError as exc:
             if not is_too_many_operations(exc) or len(records) == 1:
                 raise
@@ -395,7 +405,7 @@ class _ChunkLoader:
                 exc.message[:200],
                 self.state.batch_limit,
             )
-            return self._send(records, bind)
+            return self._send(records, bind, parents)
 
 
 class _Progress:
@@ -431,13 +441,37 @@ class _Progress:
             log.info("%s", self.line(state))
 
 
+def _parents(records: Sequence[EmailRecord], present: dict[str, str]) -> dict[str, str]:
+    """activity_id -> the activityid of the email it answers, for the replies whose parent Dataverse holds."""
+    parents: dict[str, str] = {}
+    for record in records:
+        if record.parent_message_id:
+            parent = present.get(message_id_key(record.parent_message_id))
+            if parent and parent != record.activity_id.lower():
+                parents[record.activity_id] = parent
+    return parents
+
+
+def _chunk_count(manifest: dict[str, Any], total: int) -> int:
+    """How many chunks ``_chunks`` makes: per thread wave (transform counts decisions per wave)."""
+    per_wave = manifest.get("thread_waves")
+    if not isinstance(per_wave, dict) or sum(per_wave.values()) != total:
+        return -(-total // CHUNK_SIZE)
+    return sum(-(-int(count) // CHUNK_SIZE) for count in per_wave.values())
+
+
 def _chunks(staging: RunStaging, manifest: dict[str, Any]) -> Iterator[_Chunk]:
-    lines = staging.read_lines(layout.DECISIONS, manifest, "transform")
-    for index in itertools.count():
-        records = [Decision.from_json(line) for line in itertools.islice(lines, CHUNK_SIZE)]
-        if not records:
-            return
-        yield _Chunk(index, records)
+    """Up to ``CHUNK_SIZE`` decisions each; a new chunk starts where the thread wave changes."""
+    chunk: list[Decision] = []
+    index = 0
+    for line in staging.read_lines(layout.DECISIONS, manifest, "transform"):
+        decision = Decision.from_json(line)
+        if chunk and (len(chunk) == CHUNK_SIZE or decision.thread_wave != chunk[-1].thread_wave):
+            yield _Chunk(index, chunk)
+            index, chunk = index + 1, []
+        chunk.append(decision)
+    if chunk:
+        yield _Chunk(index, chunk)
 
 
 def _earlier_part(staging: RunStaging, index: int, expected: int) -> list[LedgerEntry] | None:
@@ -481,7 +515,7 @@ def load_window(
         int(manifest.get("max_upload_bytes") or DEFAULT_ORG_LIMIT_BYTES),
     )
     loader = _ChunkLoader(dataverse, grant.batch_size, state, files=files)
-    total_chunks = -(-total // CHUNK_SIZE)
+    total_chunks = _chunk_count(manifest, total)
     progress = _Progress(f"Load {grant.key} {staging.label}", total_chunks, total, dataverse)
     resumed = retried = 0
 
@@ -509,8 +543,14 @@ def load_window(
         grant.batch_size,
     )
     in_flight: set[Future[None]] = set()
+    wave = 0
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="load") as pool:
         for chunk in _chunks(staging, manifest):
+            if chunk.decisions[0].thread_wave != wave:  # replies to this run's mail wait for their parents
+                wave = chunk.decisions[0].thread_wave
+                for future in in_flight:
+                    future.result()
+                in_flight = set()
             earlier = _earlier_part(staging, chunk.index, len(chunk.decisions))
             if earlier is not None and all(entry.outcome is not Outcome.FAILED for entry in earlier):
                 resumed += 1

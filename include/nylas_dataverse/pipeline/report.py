@@ -16,6 +16,7 @@ from nylas_dataverse.core.config import GrantConfig
 from nylas_dataverse.core.errors import FailureKind, PipelineError
 from nylas_dataverse.core.ledger import LedgerEntry, Outcome, RunReport
 from nylas_dataverse.pipeline import attachments, layout, summary
+from nylas_dataverse.pipeline import unresolved as unresolved_files
 from nylas_dataverse.pipeline.staging import RunStaging, StagingError, open_binary
 
 log = logging.getLogger(__name__)
@@ -95,10 +96,19 @@ def _emit_metrics(report: RunReport, data: dict[str, Any]) -> None:
 def report_window(grant: GrantConfig, staging: RunStaging) -> dict[str, Any]:
     report = build_report(grant, staging)
     report.check_invariant()
+    report.files = {"ledger": str(staging.file(layout.LEDGER))}
+    if staging.file(layout.UNRESOLVED).exists():
+        report.files["unresolved addresses"] = str(staging.file(layout.UNRESOLVED))
+    try:
+        report.files["unresolved addresses, all kept runs"] = str(
+            unresolved_files.roll_up(grant, staging.root)
+        )
+    except OSError:
+        log.warning("Could not roll up the unresolved addresses of %s", grant.key, exc_info=True)
     data = report.to_json()
     staging.write_json(layout.REPORT, data)
     log.info("Run summary for %s\n%s", report.dag_id, report.summary_table())
-    log.info("Report: %s  Ledger: %s", staging.file(layout.REPORT), staging.file(layout.LEDGER))
+    log.info("Report: %s", staging.file(layout.REPORT))
     _emit_metrics(report, data)
     failed = report.counts[Outcome.FAILED]
     verdict = None

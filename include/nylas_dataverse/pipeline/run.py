@@ -25,11 +25,14 @@ from nylas_dataverse.hooks.nylas import NylasHook
 from nylas_dataverse.pipeline import layout
 from nylas_dataverse.pipeline.extract import extract_window
 from nylas_dataverse.pipeline.load import load_window
+from nylas_dataverse.pipeline.plan import plan_window
 from nylas_dataverse.pipeline.report import report_window
 from nylas_dataverse.pipeline.staging import RunStaging
 from nylas_dataverse.pipeline.transform import transform_window
 
 STAGES = layout.STAGES
+# A dry run: extract and transform as usual, then the plan instead of load and report (pipeline/plan.py).
+DRY_RUN_STAGES = ("extract", "transform", "plan")
 Source = Callable[[RunStaging, "Services"], None]
 
 
@@ -79,7 +82,7 @@ def run_stage(
     *,
     window: Window | None = None,
 ) -> dict[str, Any] | None:
-    """Run one stage; extract needs the ``window``. Only report returns something: the run's counts."""
+    """Run one stage; extract needs the ``window``. Report returns the run's counts, plan the plan's."""
     if stage == "extract":
         if window is None:
             raise ValueError("extract needs the run's window")
@@ -90,9 +93,20 @@ def run_stage(
         load_window(grant, staging, services.dataverse, services.nylas)
     elif stage == "report":
         return report_window(grant, staging)
+    elif stage == "plan":
+        return plan_window(grant, staging, services.dataverse)
     else:
-        raise ValueError(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}")
+        raise ValueError(f"unknown stage {stage!r}; stages are {', '.join(STAGES)} and plan")
     return None
+
+
+def plan_day(
+    grant: GrantConfig, root: ObjectStoragePath, window: Window, services: Services | None = None
+) -> RunStaging:
+    """A dry run of ``window``: staged under ``plan-<day>``; writes ``plan.json`` and ``plan.csv`` there."""
+    staging = run_staging(root, grant, layout.plan_label(window.label))
+    run_window(grant, staging, window=window, services=services, stages=DRY_RUN_STAGES)
+    return staging
 
 
 def run_window(
@@ -104,7 +118,7 @@ def run_window(
     source: Source | None = None,
     stages: tuple[str, ...] = STAGES,
 ) -> dict[str, Any] | None:
-    """Run ``stages`` in order on one staging folder; returns the report's counts when report ran.
+    """Run ``stages`` in order on one staging folder; returns the counts of report (or plan) when it ran.
 
     ``source`` replaces extract (it must write what extract writes); ``stages`` can start later to resume.
     """

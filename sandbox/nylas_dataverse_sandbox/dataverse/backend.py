@@ -399,6 +399,7 @@ class DataverseBackend:
                 self._write_parties(entity, row, lookups, new_id, prepared.parties, caller)
             row[LOOKUPS_KEY] = lookups
             self._save(entity, row)
+            self.count(f"writes.create.{entity.entity_set}")
         return row
 
     def _prepare(self, entity: EntitySchema, payload: Any, *, creating: bool) -> PreparedWrite:
@@ -533,6 +534,7 @@ class DataverseBackend:
                 self._write_parties(entity, row, lookups, row_id, prepared.parties, caller)
             row[LOOKUPS_KEY] = lookups
             self._save(entity, row)
+            self.count(f"writes.update.{entity.entity_set}")
         return row, False
 
     def delete(self, entity: EntitySchema, row_id: str, caller: Caller | None = None) -> None:
@@ -547,6 +549,7 @@ class DataverseBackend:
             for attachment in self.attachments_of(row_id) if entity.is_activity else []:
                 self.store.delete("activitymimeattachments", attachment["activitymimeattachmentid"])
             self.store.delete(entity.entity_set, row_id)
+            self.count(f"writes.delete.{entity.entity_set}")
 
     def attachments_of(self, activity_id: str) -> list[Row]:
         return self.store.find("activitymimeattachments", "_objectid_value", activity_id)
