@@ -399,35 +399,53 @@ class _RepeatedKey:
     index: int  # character offset of the second one, to find the grant entry that holds it
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that records repeated keys and leaves impossible dates (2026-13-45) as strings."""
+class _Strict:
+    """Loader behaviour on top of SafeLoader: record repeated keys, leave impossible dates
+    (2026-13-45) as strings."""
+
+    repeated: list[_RepeatedKey]
 
     def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self.repeated: list[_RepeatedKey] = []
+        super().__init__(stream)  # type: ignore[call-arg]
+        self.repeated = []
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
         seen: list[tuple[object, int]] = []
         for key_node, _ in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
                 continue
-            key = self.construct_object(key_node, deep=True)
+            key = self.construct_object(key_node, deep=True)  # type: ignore[attr-defined]
             first = next((line for earlier, line in seen if earlier == key), None)
             mark = key_node.start_mark
             if first is not None:
                 self.repeated.append(_RepeatedKey(key, first, mark.line + 1, mark.column + 1, mark.index))
             else:
                 seen.append((key, mark.line + 1))
-        return super().construct_mapping(node, deep=deep)
+        return super().construct_mapping(node, deep=deep)  # type: ignore[misc, no-any-return]
 
     def construct_lenient_timestamp(self, node: yaml.ScalarNode) -> object:
         try:
-            return self.construct_yaml_timestamp(node)
+            return self.construct_yaml_timestamp(node)  # type: ignore[attr-defined]
         except ValueError:
-            return self.construct_scalar(node)
+            return self.construct_scalar(node)  # type: ignore[attr-defined]
 
 
-_StrictLoader.add_constructor("tag:yaml.org,2002:timestamp", _StrictLoader.construct_lenient_timestamp)
+class _StrictLoader(_Strict, yaml.SafeLoader):
+    pass
+
+
+# libyaml reads a large file about five times faster; its error messages differ, so a file it rejects
+# is read again by the pure-Python loader, whose messages the errors quote.
+_LOADERS: tuple[type[_Strict], ...] = (_StrictLoader,)
+if getattr(yaml, "__with_libyaml__", False):
+
+    class _FastStrictLoader(_Strict, yaml.CSafeLoader):
+        pass
+
+    _LOADERS = (_FastStrictLoader, _StrictLoader)
+
+for _loader in _LOADERS:
+    _loader.add_constructor("tag:yaml.org,2002:timestamp", _Strict.construct_lenient_timestamp)  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -470,13 +488,26 @@ def _repeated_message(repeated: _RepeatedKey) -> str:
     )
 
 
-def _load_yaml(text: str) -> _Document:
-    loader: _StrictLoader | None = None
+def _compose(loader_class: type[_Strict], text: str) -> _Document:
+    loader: Any = None
     try:
-        loader = _StrictLoader(text)  # reads the first characters already
+        loader = loader_class(text)  # reads the first characters already
         root = loader.get_single_node()
         data = None if root is None else loader.construct_document(root)
-        document = _Document(data, _entry_spans(root), tuple(loader.repeated))
+        return _Document(data, _entry_spans(root), tuple(loader.repeated))
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def _load_yaml(text: str) -> _Document:
+    try:
+        try:
+            document = _compose(_LOADERS[0], text)
+        except (yaml.YAMLError, RecursionError):
+            if len(_LOADERS) == 1:
+                raise
+            document = _compose(_LOADERS[-1], text)  # raises the error with its usual message
     except yaml.MarkedYAMLError as exc:
         where = ""
         if exc.problem_mark is not None:
@@ -484,9 +515,6 @@ def _load_yaml(text: str) -> _Document:
         raise _InvalidValueError(None, f"invalid YAML{where}: {exc.problem or exc.context}") from None
     except (yaml.YAMLError, RecursionError) as exc:
         raise _InvalidValueError(None, f"invalid YAML: {' '.join(str(exc).split())}") from None
-    finally:
-        if loader is not None:
-            loader.dispose()
     # A key repeated outside the grant entries (top level, defaults, alerts) concerns every grant.
     for repeated in document.repeated:
         if document.entry_of(repeated) is None:

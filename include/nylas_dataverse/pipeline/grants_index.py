@@ -161,17 +161,26 @@ def _cache_folder() -> Path | None:
     base = Path(configured) if configured else Path(tempfile.gettempdir()) / f"nylas-dataverse-{os.getuid()}"
     folder = base / "grants-index"
     try:
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         for checked in (base, folder):
+            checked.mkdir(mode=0o700, parents=True, exist_ok=True)
             info = checked.stat()
-            # Anyone who can write here could make the DAGs use another configuration.
+            # Anyone else who can write here could make the DAGs use another configuration.
             if info.st_uid != os.getuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-                log.warning("Not using %s for the grants index: it is not private to this user", checked)
+                _warn_once(f"Not using {checked} for the grants index: it is not private to this user")
                 return None
     except OSError as exc:
-        log.debug("No grants index folder (%s); parsing the grants file each time", exc)
+        _warn_once(f"No grants index in {folder} ({exc.strerror or exc}); every parse reads the grants file")
         return None
     return folder
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        log.warning("%s", message)
 
 
 @functools.cache
@@ -179,8 +188,7 @@ def _code_fingerprint() -> str:
     """What the index depends on besides the file: the validation code, the grant's shape, the shards."""
     digest = hashlib.sha256(f"{_FORMAT}\0{SHARDS}\0".encode())
     digest.update(Path(config_rules.__file__).read_bytes())
-    for cls in (GrantConfig, PolicyConfig):
-        digest.update(" ".join(f.name for f in dataclasses.fields(cls)).encode())
+    digest.update(" ".join((*_GRANT_FIELDS, "|", *_POLICY_FIELDS)).encode())
     return digest.hexdigest()
 
 
@@ -269,8 +277,14 @@ def _prune(folder: Path, keep: Path) -> None:
 # encoding: JSON for grants and errors, YAML for the alerts' keyword arguments (any YAML value)
 
 
+_GRANT_FIELDS = tuple(f.name for f in dataclasses.fields(GrantConfig))
+_POLICY_FIELDS = tuple(f.name for f in dataclasses.fields(PolicyConfig))
+
+
 def _encode_grant(grant: GrantConfig) -> str:
-    return json.dumps(dataclasses.asdict(grant), default=_iso_date, sort_keys=True)
+    values = {name: getattr(grant, name) for name in _GRANT_FIELDS}  # dataclasses.asdict is 10x slower
+    values["policy"] = {name: getattr(grant.policy, name) for name in _POLICY_FIELDS}
+    return json.dumps(values, default=_iso_date)
 
 
 def _iso_date(value: object) -> str:
