@@ -1,5 +1,5 @@
 """Airflow daily DAGs, one per enabled grant (dag_id ``nylas_to_dataverse__<key>``), for the grants in shard
-10 of 16 of the grants file; see docs/configuration.md#thousands-of-grants. The config-check DAG file reports
+10 of 32 of the grants file; see docs/configuration.md#thousands-of-grants. The config-check DAG file reports
 grants-file errors."""
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import hashlib
 
 from nylas_dataverse.core.config import DAG_ID_PREFIX
 
-SHARDS = 16
+SHARDS = 32
 
 
 def shard_of(key: str, shards: int = SHARDS) -> int:
