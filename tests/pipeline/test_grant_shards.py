@@ -201,3 +201,14 @@ def test_what_the_dags_and_tasks_read_is_exactly_what_validating_the_file_gives(
         assert grant in shard.grants
         assert [str(e) for e in shard.errors] == [str(e) for e in validated.errors]
     assert grants_index.load_one(PROJECT_ROOT, "carol") == (None, validated.alerts)
+
+
+def test_a_damaged_index_is_ignored_and_rebuilt(grants_file: Path, tmp_path: Path) -> None:
+    grants_file.write_text(_grants_text(5))
+    assert len(grants_index.load_all(PROJECT_ROOT).grants) == 5
+    [index] = (tmp_path / "cache" / "grants-index").glob("*.sqlite")
+    index.write_bytes(b"not a database")
+
+    assert grants_index.load_one(PROJECT_ROOT, "mailbox-00002")[0] is not None
+    assert len(grants_index.load_all(PROJECT_ROOT).grants) == 5
+    assert index.read_bytes().startswith(b"SQLite format 3")
