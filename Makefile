@@ -7,7 +7,7 @@ UV_VERSION := 0.13.8
 STAMP := $(VENV)/.bootstrapped
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help bootstrap test lint typecheck unit run sandbox bench bench-latency airflow test-e2e cluster \
+.PHONY: help bootstrap test lint typecheck unit run sandbox bench bench-latency bench-attachments airflow test-e2e cluster \
 	test-cluster cluster-packages lock clean
 
 help:
@@ -17,6 +17,7 @@ help:
 	@echo "make airflow   a full local Airflow 3.3 with the sandbox (UI on 127.0.0.1)"
 	@echo "make bench     benchmarks; writes bench/results.json"
 	@echo "make bench-latency  webhook-to-row latency through a full local Airflow; bench/webhook_latency.json"
+	@echo "make bench-attachments  memory of a 25 MiB attachment's load; bench/attachment_memory.json"
 	@echo "make test-e2e  browser test against make airflow"
 	@echo "make cluster   production-shaped Airflow: PostgreSQL, Redis, CeleryExecutor, 2 workers, S3 staging"
 	@echo "make test-cluster  drive make cluster through its REST API (backfill, worker kill, pool, webhooks)"
@@ -60,6 +61,9 @@ bench: $(STAMP)
 
 bench-latency: $(STAMP)
 	$(BIN)/python -m bench.webhook_latency
+
+bench-attachments: $(STAMP)
+	$(BIN)/python -m bench.attachment_memory
 
 airflow: $(STAMP)
 	$(BIN)/python scripts/local_airflow.py

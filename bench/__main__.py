@@ -20,7 +20,7 @@ from bench.machine import describe_machine
 from bench.sandbox_process import SandboxProcess
 
 RESULTS = PROJECT_ROOT / "bench" / "results.json"
-FIGURES = ("transform", "e2e", "throttled", "multi_grant", "memory", "dashboard", "dag_parse")
+FIGURES = ("transform", "e2e", "throttled", "multi_grant", "memory", "dashboard", "realtime", "dag_parse")
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -82,6 +82,10 @@ def main(argv: list[str] | None = None) -> int:
 
                 sizes = dashboard.QUICK if args.quick else {}
                 measured["dashboard"] = dashboard.measure(workdir / "dashboard", **sizes)
+            if "realtime" in wanted:
+                from bench import realtime_bench
+
+                measured["realtime"] = realtime_bench.measure(harness, quick=args.quick)
             if "dag_parse" in wanted:
                 from bench import dag_parse
 
@@ -166,6 +170,10 @@ def _results(measured: dict[str, Any], plan: Any, *, quick: bool, seconds: float
         results["dashboard_overview_s"] = dashboard_figures["overview_s"]
         results["dashboard_overview_warm_s"] = dashboard_figures["overview_data_warm_s"]
         results["dashboard_summary_write_s"] = dashboard_figures["summary_write_s"]
+    if "realtime" in measured:
+        from bench import realtime_bench
+
+        results.update(realtime_bench.results(measured["realtime"]))
     if "dag_parse" in measured:
         for key in ("dag_parse_max_file_s", "task_config_s", "task_parse_s", "full_parse_s"):
             results[key] = measured["dag_parse"][key]
@@ -246,6 +254,31 @@ def _table(results: dict[str, Any]) -> str:
         ),
         ("  the next request (summaries cached)", value("dashboard_overview_warm_s", "{} s"), "", ""),
         ("  what a report adds (entry + summary)", value("dashboard_summary_write_s", "{} s"), "", ""),
+        (
+            "real time: peak RSS growth, 1,000 x 200 KB",
+            value("realtime_peak_rss_growth_mib", "{} MiB"),
+            "<= 100 MiB",
+            met("realtime_peak_rss_growth_mib", lambda v: v <= 100),
+        ),
+        (
+            "real time: run cost, 40,000 of history / none",
+            value("realtime_history_cost_ratio", "{}x"),
+            "<= 1.2x",
+            met("realtime_history_cost_ratio", lambda v: v <= 1.2),
+        ),
+        (
+            "real time: burst lost",
+            value("realtime_burst_lost"),
+            "0",
+            met("realtime_burst_lost", lambda v: v == 0),
+        ),
+        (
+            "  receipt to row p50 / p95",
+            f"{value('realtime_burst_p50_s')} / {value('realtime_burst_p95_s')} s",
+            "",
+            "",
+        ),
+        ("  Dataverse requests per email", value("realtime_burst_requests_per_email"), "", ""),
         (
             "slowest DAG file parse + serialize, most grants",
             _largest(results, "dag_parse_max_file_s", "{} s"),

@@ -42,9 +42,14 @@ class Harness:
         return path
 
     def run_worker(
-        self, name: str, spec: dict[str, Any], *, max_concurrency: int | None = None
+        self,
+        name: str,
+        spec: dict[str, Any],
+        *,
+        max_concurrency: int | None = None,
+        module: str = "bench.worker",
     ) -> dict[str, Any]:
-        """Run ``bench.worker`` with ``spec`` in a fresh process and return its result."""
+        """Run ``module`` (``bench.worker`` unless told) with ``spec`` in a fresh process; its result."""
         with self._lock:  # several grants run their workers from threads at once
             self._runs += 1
             stem = f"{self._runs:03d}-{name}"
@@ -62,7 +67,7 @@ class Harness:
         }
         with log_path.open("w") as log:
             completed = subprocess.run(
-                [sys.executable, "-m", "bench.worker", str(spec_path), str(result_path)],
+                [sys.executable, "-m", module, str(spec_path), str(result_path)],
                 cwd=PROJECT_ROOT,
                 env=env,
                 stdout=log,

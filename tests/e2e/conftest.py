@@ -39,10 +39,15 @@ READY_LINE = "Airflow is ready"
 STARTUP_TIMEOUT_S = 420  # 20-40 s on an idle 2-core machine; much longer when it is shared
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _only_when_selected(request: pytest.FixtureRequest) -> None:
-    if "e2e" not in (request.config.option.markexpr or ""):
-        pytest.skip("browser test: run it with `make test-e2e` (pytest -m e2e tests/e2e)")
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Skipped at collection, not in a fixture: a skip inside a module-scoped fixture comes after the
+    # session-scoped `local_airflow` fixture has already started a whole Airflow for nothing.
+    if "e2e" in (config.option.markexpr or ""):
+        return
+    skip = pytest.mark.skip(reason="browser test: run it with `make test-e2e` (pytest -m e2e tests/e2e)")
+    for item in items:
+        if item.get_closest_marker("e2e"):
+            item.add_marker(skip)
 
 
 @dataclass

@@ -70,9 +70,11 @@ def body_of(notification: dict[str, Any]) -> bytes:
 
 
 def stored_ids(inbox: Inbox) -> list[str]:
-    """Notification ids waiting in the inbox (claims them, so call once at the end)."""
-    batch = inbox.claim_batch()
-    return [] if batch is None else [record["notification"]["id"] for record in batch.records()]
+    """Notification ids waiting in the inbox (claims them, batch after batch, so call once at the end)."""
+    ids: list[str] = []
+    while (batch := inbox.claim_batch()) is not None:
+        ids += [record["notification"]["id"] for record in batch.records()]
+    return ids
 
 
 @pytest.fixture

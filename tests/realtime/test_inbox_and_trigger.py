@@ -69,6 +69,21 @@ def test_pruning_forgets_old_markers_and_finished_batches(inbox: Inbox) -> None:
     assert _store(inbox, "n-1") is StoreResult.ACCEPTED
 
 
+def test_pruning_removes_old_temporary_files_a_killed_receiver_left_and_nothing_accepted(
+    inbox: Inbox,
+) -> None:
+    _store(inbox, "n-1")
+    inbox.incoming.mkdir(parents=True, exist_ok=True)
+    leftover = inbox.incoming / ".00000000000000000001-0000000000000001.json.1a2b3c4d.tmp"
+    leftover.write_bytes(b'{"form')
+    time.sleep(0.01)
+
+    inbox.prune(retention=dt.timedelta(0), force=True)
+
+    assert not leftover.exists()
+    assert inbox.pending_count() == 1
+
+
 def _first_event(trigger: InboxTrigger) -> Any:
     async def first() -> Any:
         events = trigger.run()

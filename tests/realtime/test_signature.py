@@ -47,6 +47,8 @@ def test_gzip_delivery_is_signed_over_the_compressed_bytes() -> None:
     assert not verify_signature(VECTOR_SECRET, compressed, VECTOR_SIGNATURE)
 
 
-def test_an_empty_secret_is_refused_rather_than_used() -> None:
-    with pytest.raises(ValueError, match="empty"):
+def test_an_empty_or_blank_secret_is_refused_rather_than_used() -> None:
+    with pytest.raises(ValueError, match="blank"):
         verify_signature("", VECTOR_BODY, VECTOR_SIGNATURE)
+    with pytest.raises(ValueError, match="blank"):
+        verify_signature(" \t\n", VECTOR_BODY, VECTOR_SIGNATURE)

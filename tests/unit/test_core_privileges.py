@@ -64,3 +64,8 @@ def test_the_widest_depth_of_several_roles_counts_whatever_its_serialization() -
     ]
     widest = widest_depths(answer)
     assert widest == {"prvReadContact": "Global", "prvReadLead": "Local", "prvReadUser": "Deep"}
+
+
+def test_attaching_files_needs_append_to_on_activities_unless_attachments_are_off() -> None:
+    assert "prvAppendToActivity" in _names(GRANT)
+    assert "prvAppendToActivity" not in _names(dataclasses.replace(GRANT, attachments=False))

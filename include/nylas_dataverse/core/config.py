@@ -16,6 +16,10 @@ Shape::
       query_overlap_minutes: 60             # the Nylas query reaches this far into both neighbouring days
       verify_after_load: true               # look the created Message-IDs up again for second rows
       remove_race_duplicates: false         # and delete the copy this pipeline made when there is one
+      attachments: on                       # on | off: files become activitymimeattachment rows
+      max_attachment_mb: 20                 # optional: larger files are skipped (the org's limit applies too)
+      inline_attachments: skip              # skip | keep: inline parts (signature logos, embedded images)
+      blocked_attachment_types: [.exe, application/x-msdownload]   # extensions and/or content types
       policy:
         internal_only: skip                 # skip | track
         skip_automated: true
@@ -71,6 +75,11 @@ from typing import Any, Literal
 
 import yaml
 
+from nylas_dataverse.core.attachments import (
+    DEFAULT_BLOCKED_TYPES,
+    INLINE_CHOICES,
+    AttachmentPolicy,
+)
 from nylas_dataverse.core.errors import FailureKind, PipelineError
 
 InternalOnly = Literal["skip", "track"]
@@ -121,7 +130,20 @@ class GrantConfig:
     query_overlap_minutes: int = 60
     verify_after_load: bool = True
     remove_race_duplicates: bool = False
+    attachments: bool = True
+    max_attachment_mb: int | None = None
+    inline_attachments: str = "skip"
+    blocked_attachment_types: tuple[str, ...] = DEFAULT_BLOCKED_TYPES
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+
+    @property
+    def attachment_policy(self) -> AttachmentPolicy:
+        return AttachmentPolicy(
+            enabled=self.attachments,
+            max_attachment_mb=self.max_attachment_mb,
+            keep_inline=self.inline_attachments == "keep",
+            blocked_types=self.blocked_attachment_types,
+        )
 
     @property
     def dag_id(self) -> str:
@@ -333,6 +355,27 @@ def _regarding(value: object) -> tuple[str, ...]:
     return tuple(seen)
 
 
+def _on_off(value: object) -> bool:
+    # YAML 1.1 reads a bare on/off as true/false; both spellings mean the same here.
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("on", "off"):
+        return value.strip().lower() == "on"
+    raise _fail("must be on or off", value)
+
+
+def _file_type_item(value: object) -> str:
+    if isinstance(value, str):
+        entry = value.strip().casefold()
+        if re.fullmatch(r"\.[a-z0-9_+-]{1,32}", entry) or re.fullmatch(r"[a-z0-9.+-]+/[a-z0-9.+*-]+", entry):
+            return entry
+    raise _fail("must be a file extension like .exe or a content type like application/x-msdownload", value)
+
+
+def _file_types(value: object) -> tuple[str, ...]:
+    return _string_list(value, _file_type_item, "file extensions or content types")
+
+
 Validator = Callable[[object], object]
 
 _POLICY_KEYS: dict[str, Validator] = {
@@ -358,6 +401,10 @@ _SETTING_KEYS: dict[str, Validator] = {
     "query_overlap_minutes": _integer(0, 1440),
     "verify_after_load": _flag,
     "remove_race_duplicates": _flag,
+    "attachments": _on_off,
+    "max_attachment_mb": _integer(1, 128),
+    "inline_attachments": _choice(INLINE_CHOICES),
+    "blocked_attachment_types": _file_types,
 }
 
 _GRANT_OWN_KEYS: dict[str, Validator] = {

@@ -122,6 +122,8 @@ class RunReport:
         self.unresolved_addresses = 0
         self.ambiguous_addresses = 0
         self.requests: dict[str, int] = {}
+        # Counts of the attachment ledger (core/attachments.summarize); empty when no message had files.
+        self.attachments: dict[str, Any] = {}
         self.durations_s: dict[str, float] = {}
         self.counts: Counter[Outcome] = Counter({outcome: 0 for outcome in Outcome})
         self.skipped_by_reason: Counter[str] = Counter()
@@ -174,6 +176,7 @@ class RunReport:
             "unresolved_addresses": self.unresolved_addresses,
             "ambiguous_addresses": self.ambiguous_addresses,
             "requests": dict(sorted(self.requests.items())),
+            **({"attachments": self.attachments} if self.attachments else {}),
             "durations_s": {name: round(value, 3) for name, value in sorted(self.durations_s.items())},
         }
 
@@ -187,6 +190,11 @@ class RunReport:
         rows.extend((f"  {code}", str(n)) for code, n in sorted(self.failed_by_reason.items()))
         rows.append(("unresolved addresses", str(self.unresolved_addresses)))
         rows.append(("ambiguous addresses", str(self.ambiguous_addresses)))
+        if self.attachments:
+            files = self.attachments["counts"]
+            rows.extend((f"attachments {outcome}", str(n)) for outcome, n in files.items())
+            rows.extend((f"  {code}", str(n)) for code, n in self.attachments["skipped_by_reason"].items())
+            rows.append(("attachment bytes moved", str(self.attachments["bytes_moved"])))
         rows.extend((f"requests {name}", str(n)) for name, n in sorted(self.requests.items()))
         rows.extend((f"seconds {name}", f"{s:.1f}") for name, s in sorted(self.durations_s.items()))
         label_width = max(len(label) for label, _ in rows)

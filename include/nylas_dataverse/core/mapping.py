@@ -25,6 +25,8 @@ hook (``hooks/dataverse_tables.py``). The rules, per field:
   chosen (``regarding_rule`` says which: ``counterpart`` or ``other_party``). No match -> None.
 - ``owner_id`` (optional): the mailbox owner's system user, when known.
 - ``parent_message_id``: the Message-ID the message answers (identity.reply_parent_message_id), if any.
+- ``attachments``: the file plan (``core/attachments.plan_attachments``), set by transform with the grant's
+  attachment policy and the org's upload limit; empty for a message without files.
 
 All lengths are counted in UTF-16 code units, as Dataverse counts them (``core/text.py``).
 """
@@ -41,6 +43,7 @@ from typing import Any
 
 import nh3
 
+from nylas_dataverse.core.attachments import AttachmentPlan
 from nylas_dataverse.core.identity import (
     MessageIdSource,
     activity_id,
@@ -119,6 +122,7 @@ class EmailRecord:
     regarding_rule: str | None = None
     owner_id: str | None = None
     parent_message_id: str | None = None
+    attachments: tuple[AttachmentPlan, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -136,6 +140,7 @@ class EmailRecord:
             "regarding_rule": self.regarding_rule,
             "owner_id": self.owner_id,
             "parent_message_id": self.parent_message_id,
+            "attachments": [plan.to_json() for plan in self.attachments],
         }
 
     @classmethod
@@ -158,6 +163,7 @@ class EmailRecord:
             regarding_rule=_opt_str(data.get("regarding_rule")),
             owner_id=_opt_str(data.get("owner_id")),
             parent_message_id=_opt_str(data.get("parent_message_id")),
+            attachments=tuple(AttachmentPlan.from_json(plan) for plan in data.get("attachments") or ()),
         )
 
 

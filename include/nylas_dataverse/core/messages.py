@@ -21,7 +21,11 @@ Rules:
   are dropped, a null `value` becomes `""`, a non-string `value` drops the entry. Order and duplicates
   are kept, values are not decoded.
 - Every kept string must be encodable as UTF-8 (JSON allows lone surrogates): `bad_encoding`.
-- Everything else in the object (attachments, raw_mime, metadata, ...) is not kept.
+- `attachments`: missing or null -> empty; must be a list (`bad_field`). Each entry is kept as a
+  `NylasAttachment`, in order (its position is part of its identity); an entry that is not an object, or
+  lacks a string `id`, is kept with its `problem` named, so the attachment policy skips it with a reason
+  instead of dropping it. A missing `size` counts as 0, `is_inline` as false.
+- Everything else in the object (raw_mime, metadata, ...) is not kept.
 
 `parse_message` raises only `BadMessage`, whose `reason` is `"<code>"` or `"<code>: <detail>"`; the
 code is stable and machine-friendly (the run report counts failures by it).
@@ -58,6 +62,19 @@ class Participant:
 
 
 @dataclass(frozen=True)
+class NylasAttachment:
+    """One entry of a message's ``attachments[]`` (metadata only; the bytes are downloaded by load)."""
+
+    id: str
+    filename: str
+    content_type: str
+    size: int
+    is_inline: bool = False
+    content_id: str = ""
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
 class NylasMessage:
     id: str
     grant_id: str
@@ -73,6 +90,7 @@ class NylasMessage:
     body: str | None
     snippet: str
     headers: tuple[tuple[str, str], ...]
+    attachments: tuple[NylasAttachment, ...] = ()
 
 
 def parse_message(raw: object) -> NylasMessage:
@@ -95,6 +113,7 @@ def parse_message(raw: object) -> NylasMessage:
         body=None if raw.get("body") is None else _optional_text(raw.get("body"), "body"),
         snippet=_optional_text(raw.get("snippet"), "snippet"),
         headers=_headers(raw.get("headers")),
+        attachments=_attachments(raw.get("attachments")),
     )
 
 
@@ -187,3 +206,32 @@ def _headers(value: object) -> tuple[tuple[str, str], ...]:
         if isinstance(name, str) and isinstance(header_value, str):
             kept.append((_checked(name, "headers.name"), _checked(header_value, "headers.value")))
     return tuple(kept)
+
+
+def _attachments(value: object) -> tuple[NylasAttachment, ...]:
+    return tuple(_attachment(entry) for entry in _list(value, "attachments"))
+
+
+def _attachment(entry: object) -> NylasAttachment:
+    if not isinstance(entry, dict):
+        return NylasAttachment("", "", "", 0, problem=f"not an object ({type(entry).__name__})")
+    raw_id, size = entry.get("id"), entry.get("size")
+    problem = None
+    if not isinstance(raw_id, str) or not raw_id.strip():
+        problem = "no id to download it by"
+    elif size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
+        problem = f"size is not a byte count ({_short_repr(size)})"
+
+    def text(name: str) -> str:
+        value = entry.get(name)
+        return _checked(value, f"attachments.{name}") if isinstance(value, str) else ""
+
+    return NylasAttachment(
+        id=text("id"),
+        filename=text("filename"),
+        content_type=text("content_type"),
+        size=size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else 0,
+        is_inline=entry.get("is_inline") is True,
+        content_id=text("content_id"),
+        problem=problem,
+    )

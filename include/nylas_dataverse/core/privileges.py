@@ -7,6 +7,8 @@ the ``Activity`` privileges, system users are ``User``). A run of the pipeline:
 - creates emails and completes them (Create, Write on Activity);
 - binds parties, the regarding record and the owner (Append on Activity; AppendTo on the tables bound);
 - sets the owner to the mailbox owner, another user than itself (Assign on Activity);
+- with ``attachments`` on, binds files to the emails it creates (AppendTo on Activity: an
+  ``activitymimeattachment`` takes its privileges from its email);
 - with ``remove_race_duplicates``, deletes the copy of an email it made (Delete on Activity).
 
 A privilege held at a depth narrower than the organization (``Basic``: only records the user owns) lets the
@@ -53,6 +55,8 @@ _ALWAYS = (
 
 def required_privileges(grant: GrantConfig) -> tuple[Requirement, ...]:
     extra: list[Requirement] = []
+    if grant.attachments:
+        extra.append(Requirement("prvAppendToActivity", "attach files to the emails it creates"))
     if grant.remove_race_duplicates:
         extra.append(Requirement("prvDeleteActivity", "remove the copy it made of a message tracked twice"))
     return (*_ALWAYS, *extra)

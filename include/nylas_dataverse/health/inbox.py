@@ -1,7 +1,8 @@
 """How the real-time inbox is doing, from its files under ``<staging>/_realtime/`` (``realtime/inbox.py``).
 
-- **depth**: notifications accepted and not yet processed: in ``pending/``, in ``incoming/`` (a receiver died
-  between accepting and filing them; the processor adopts them), and in claimed batches not marked done;
+- **depth**: notifications accepted and not yet processed: in ``pending/`` (counting ``retry/``: a failed
+  grant's part waiting for its backoff), in ``incoming/`` (a receiver died between accepting and filing
+  them; the processor adopts them), and in claimed batches not marked done;
 - **oldest pending**: when the oldest of those arrived (the receiver names files by their arrival time);
 - **quarantined**: notification files the processor could not read or parse, set aside in ``quarantine/``;
 - **receipt-to-row latency**: for the notifications of the newest finished batches, from arrival to the
@@ -91,8 +92,9 @@ def _children(folder: ObjectStoragePath) -> list[ObjectStoragePath]:
 
 
 def _arrival(name: str) -> dt.datetime | None:
-    """The arrival time in a notification file's name: ``<microseconds since the epoch>-<hash>.json``."""
-    stamp = name.split("-", 1)[0]
+    """The arrival time in a notification file's name: ``<microseconds since the epoch>-<hash>.json``
+    (in ``retry/``, after the ``<due>--`` prefix)."""
+    stamp = name.rsplit("--", 1)[-1].split("-", 1)[0]
     if not stamp.isdigit():
         return None
     with contextlib.suppress(OverflowError, OSError, ValueError):
@@ -115,8 +117,9 @@ def _modified(path: ObjectStoragePath) -> dt.datetime | None:
 
 
 def _count_files(folder: ObjectStoragePath) -> int:
+    """Files under ``folder``, not counting the ``<name>.reason.json`` beside each quarantined record."""
     try:
-        return sum(1 for _ in folder.fs.find(folder.path))
+        return sum(1 for name in folder.fs.find(folder.path) if not str(name).endswith(".reason.json"))
     except (FileNotFoundError, OSError):
         return 0
 
@@ -130,6 +133,7 @@ def _percentile(values: list[float], fraction: float) -> float:
 def read_inbox(staging_root: ObjectStoragePath) -> InboxHealth:
     root = staging_root / layout.INBOX_DIR
     pending = [child for child in _children(root / "pending") if child.name.endswith(".json")]
+    pending += [child for child in _children(root / "retry") if child.name.endswith(".json")]
     incoming = [child for child in _children(root / "incoming") if child.name.endswith(".json")]
     arrivals = [a for a in (_arrival(child.name) for child in pending + incoming) if a is not None]
     claimed = 0

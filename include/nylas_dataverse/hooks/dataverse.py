@@ -16,16 +16,18 @@ import logging
 import os
 import random
 import re
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 from urllib.parse import quote, urlsplit
 
 import msal
 import requests
 
+from nylas_dataverse.core.attachments import DEFAULT_ORG_LIMIT_BYTES
 from nylas_dataverse.hooks._base import RetryingServiceHook
 from nylas_dataverse.hooks._connection import (
     about_this_connection,
@@ -35,6 +37,7 @@ from nylas_dataverse.hooks._connection import (
     required_text,
 )
 from nylas_dataverse.hooks._retry import GiveUp, RetryBudget, RetryPolicy, send_with_retry
+from nylas_dataverse.hooks.dataverse_tables import MAX_UPLOAD_COLUMN, ORGANIZATIONS
 from nylas_dataverse.hooks.errors import (
     ConnectionConfigError,
     DataverseAuthError,
@@ -48,6 +51,8 @@ from nylas_dataverse.hooks.odata import (
     DEFAULT_MAX_URL_LENGTH,
     BatchOperation,
     BatchOutcome,
+    BatchRequest,
+    ChangeSet,
     align_batch_outcomes,
     assign_content_ids,
     boundary_from_content_type,
@@ -57,6 +62,7 @@ from nylas_dataverse.hooks.odata import (
     in_query_urls,
     parse_batch_response,
     select_value,
+    write_batch,
 )
 
 log = logging.getLogger(__name__)
@@ -162,6 +168,7 @@ class DataverseHook(RetryingServiceHook[DataverseSettings]):
         self._app: Any = None
         self._token_requests = 0
         self._invalidated_token: str | None = None
+        self._max_upload: int | None = None
 
     # --- counters ---------------------------------------------------------------------------------
 
@@ -353,6 +360,15 @@ class DataverseHook(RetryingServiceHook[DataverseSettings]):
             raise DataverseError("Dataverse answered RetrieveUserPrivileges without RolePrivileges")
         return [entry for entry in privileges if isinstance(entry, dict)]
 
+    def max_upload_file_size(self) -> int:
+        """``organizations.maxuploadfilesize``: the longest attachment body (Base64 text, in bytes) the org
+        accepts. Read once per hook (one per run); an org row without it counts as Dataverse's default."""
+        if self._max_upload is None:
+            row = next(iter(self.query(ORGANIZATIONS, select=[MAX_UPLOAD_COLUMN], page_size=1)), None)
+            value = row.get(MAX_UPLOAD_COLUMN) if row else None
+            self._max_upload = value if isinstance(value, int) and value > 0 else DEFAULT_ORG_LIMIT_BYTES
+        return self._max_upload
+
     def query(
         self,
         entity_set: str,
@@ -483,11 +499,19 @@ class DataverseHook(RetryingServiceHook[DataverseSettings]):
         later operation gets ``ok=False`` with no responses (it was not executed).
         """
         prepared = assign_content_ids(operations)
-        body, content_type = encode_batch(prepared, base_url=self.api_url)
+        count = len(prepared)
+        # A batch carrying files is written to a temporary file, the files' Base64 text block by block, and
+        # sent from there: memory holds neither a file nor its Base64 text nor the body around them.
+        spool: IO[bytes] | None = None
+        if any(request.file is not None for request in _requests_of(prepared)):
+            spool = tempfile.TemporaryFile()  # noqa: SIM115 - closed below, after the request
+            content_type = write_batch(prepared, spool, base_url=self.api_url)
+            body: bytes | IO[bytes] = spool
+        else:
+            body, content_type = encode_batch(prepared, base_url=self.api_url)
         headers = {"Content-Type": content_type}
         if continue_on_error:
             headers["Prefer"] = "odata.continue-on-error"
-        count = len(prepared)
         try:
             response = self._request(
                 "POST", "$batch", data=body, headers=headers, what=f"sending a $batch of {count}", batch=True
@@ -497,6 +521,9 @@ class DataverseHook(RetryingServiceHook[DataverseSettings]):
                 f"Dataverse did not answer a $batch of {count} within {self.settings.timeout_s:.0f} s; it may"
                 " or may not have been applied (send it again in smaller parts: every write is idempotent)"
             ) from exc
+        finally:
+            if spool is not None:
+                spool.close()
         answer_type = response.headers.get("Content-Type", "")
         return align_batch_outcomes(prepared, parse_batch_response(response.content, answer_type))
 
@@ -532,7 +559,7 @@ class DataverseHook(RetryingServiceHook[DataverseSettings]):
         *,
         what: str,
         json_body: Mapping[str, Any] | None = None,
-        data: bytes | None = None,
+        data: bytes | IO[bytes] | None = None,
         headers: Mapping[str, str] | None = None,
         batch: bool = False,
         policy: RetryPolicy | None = None,
@@ -562,6 +589,8 @@ class DataverseHook(RetryingServiceHook[DataverseSettings]):
             def send() -> requests.Response:
                 token, fresh = self._token()
                 sent.append((token, fresh))
+                if data is not None and not isinstance(data, bytes):
+                    data.seek(0)  # a spooled body is sent again from its start
                 with semaphore:
                     return session.request(
                         method,
@@ -663,6 +692,14 @@ class DataverseHook(RetryingServiceHook[DataverseSettings]):
 
 
 _KEY_SAFE = "=',-"
+
+
+def _requests_of(operations: Sequence[BatchOperation]) -> Iterator[BatchRequest]:
+    for operation in operations:
+        if isinstance(operation, ChangeSet):
+            yield from operation.requests
+        else:
+            yield operation
 
 
 def _entity_set(name: str) -> str:

@@ -13,12 +13,22 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
+from nylas_dataverse.core.attachments import OPERATIONS_PER_EMAIL, AttachmentPlan
 from nylas_dataverse.core.mapping import MASK_FROM, EmailRecord, Party, RecordRef
 from nylas_dataverse.core.resolution import ENTITY_EMAIL_COLUMNS, DirectoryRow, check_entity
+from nylas_dataverse.core.text import cut_utf16
 from nylas_dataverse.hooks.errors import ServiceError
-from nylas_dataverse.hooks.odata import BatchRequest, BatchResponse, ChangeSet
+from nylas_dataverse.hooks.odata import Base64File, BatchRequest, BatchResponse, ChangeSet
 
 EMAILS = "emails"
+ATTACHMENTS = "activitymimeattachments"
+# The CSDL names objectid_email (partner email_activity_mime_attachment) for an attachment's email.
+ATTACHMENT_EMAIL_NAV = "objectid_email"
+ATTACHMENT_FILENAME_MAX, ATTACHMENT_MIMETYPE_MAX, ATTACHMENT_CONTENT_ID_MAX = 255, 256, 250
+ORGANIZATIONS = "organizations"
+MAX_UPLOAD_COLUMN = "maxuploadfilesize"
+# Dataverse's answer to an attachment over organization.maxuploadfilesize.
+ATTACHMENT_TOO_LARGE_CODE = "0x80044a02"
 ENTITY_SETS: Mapping[str, str] = MappingProxyType(
     {"systemuser": "systemusers", "contact": "contacts", "account": "accounts", "lead": "leads"}
 )
@@ -160,52 +170,116 @@ def email_complete_body(record: EmailRecord) -> dict[str, int]:
     return {"statecode": STATE_COMPLETED, "statuscode": STATUS_SENT if record.outgoing else STATUS_RECEIVED}
 
 
+def attachment_create_body(plan: AttachmentPlan, email_reference: str) -> dict[str, Any]:
+    """The body of ``POST activitymimeattachments`` without ``body`` (the Base64 text is streamed in)."""
+    body: dict[str, Any] = {
+        "activitymimeattachmentid": plan.row_id,
+        f"{ATTACHMENT_EMAIL_NAV}@odata.bind": email_reference,
+        "objecttypecode": "email",
+        "filename": cut_utf16(plan.filename, ATTACHMENT_FILENAME_MAX),
+        "mimetype": cut_utf16(plan.content_type, ATTACHMENT_MIMETYPE_MAX),
+    }
+    if plan.is_inline and plan.content_id:
+        body["attachmentcontentid"] = cut_utf16(plan.content_id, ATTACHMENT_CONTENT_ID_MAX)
+    return body
+
+
+def change_set_operations(record: EmailRecord, files: Mapping[int, Base64File] | None = None) -> int:
+    """How many requests ``email_change_set`` makes for ``record`` with ``files``."""
+    return OPERATIONS_PER_EMAIL + len(_uploads(record, files))
+
+
+def _uploads(
+    record: EmailRecord, files: Mapping[int, Base64File] | None
+) -> list[tuple[AttachmentPlan, Base64File]]:
+    files = files or {}
+    return [
+        (plan, files[plan.position]) for plan in record.attachments if plan.upload and plan.position in files
+    ]
+
+
 def email_change_set(
     record: EmailRecord,
     first_content_id: int,
     *,
     parent_activity_id: str | None = None,
     bind_external_sender: bool = True,
+    files: Mapping[int, Base64File] | None = None,
 ) -> ChangeSet:
-    """Create the email (Open) and complete it in one atomic change set.
+    """Create the email (Open), add its files, and complete it, in one atomic change set.
 
     Dataverse ignores ``statecode`` on create and rejects a Completed status there, hence the PATCH that
     refers
-    to the new row by its Content-ID. Content-IDs must be unique in the whole ``$batch``: this change set uses
-    ``first_content_id`` and the next one (``CONTENT_IDS_PER_EMAIL``).
+    to the new row by its Content-ID; the files (``files``: the downloaded file of each uploaded plan, by
+    position) come between the two, so none is added to a completed email. Content-IDs must be unique in the
+    whole ``$batch``: this change set uses ``first_content_id`` and the next ``change_set_operations - 1``.
     """
     create_id = str(first_content_id)
-    return ChangeSet(
-        requests=[
+    requests = [
+        BatchRequest(
+            "POST",
+            EMAILS,
+            body=email_create_body(
+                record, parent_activity_id=parent_activity_id, bind_external_sender=bind_external_sender
+            ),
+            content_id=create_id,
+        )
+    ]
+    for offset, (plan, file) in enumerate(_uploads(record, files), start=1):
+        requests.append(
             BatchRequest(
                 "POST",
-                EMAILS,
-                body=email_create_body(
-                    record, parent_activity_id=parent_activity_id, bind_external_sender=bind_external_sender
-                ),
-                content_id=create_id,
-            ),
-            BatchRequest(
-                "PATCH",
-                f"${create_id}",
-                body=email_complete_body(record),
-                content_id=str(first_content_id + 1),
-            ),
-        ]
+                ATTACHMENTS,
+                body=attachment_create_body(plan, f"${create_id}"),
+                content_id=str(first_content_id + offset),
+                file=file,
+            )
+        )
+    requests.append(
+        BatchRequest(
+            "PATCH",
+            f"${create_id}",
+            body=email_complete_body(record),
+            content_id=str(first_content_id + len(requests)),
+        )
     )
+    return ChangeSet(requests=requests)
 
 
-CONTENT_IDS_PER_EMAIL = 2
+CONTENT_IDS_PER_EMAIL = OPERATIONS_PER_EMAIL
 
 
 def email_change_sets(
-    records: Sequence[EmailRecord], *, bind_external_sender: bool = True
+    records: Sequence[EmailRecord],
+    *,
+    bind_external_sender: bool = True,
+    files: Mapping[str, Mapping[int, Base64File]] | None = None,
 ) -> list[ChangeSet]:
-    """One change set per email, with Content-IDs unique across the batch."""
-    return [
-        email_change_set(record, 1 + CONTENT_IDS_PER_EMAIL * index, bind_external_sender=bind_external_sender)
-        for index, record in enumerate(records)
-    ]
+    """One change set per email, with Content-IDs unique across the batch; ``files`` by activity id."""
+    change_sets: list[ChangeSet] = []
+    next_id = 1
+    for record in records:
+        own = (files or {}).get(record.activity_id)
+        change_sets.append(
+            email_change_set(record, next_id, bind_external_sender=bind_external_sender, files=own)
+        )
+        next_id += change_set_operations(record, own)
+    return change_sets
+
+
+def refused_attachment(change_set: ChangeSet, response: BatchResponse) -> str | None:
+    """The row id of the file a failed change set's answer is about, when it is one of its files (Dataverse
+    refused the file, not the email); None otherwise."""
+    files = {
+        request.content_id: str(request.body["activitymimeattachmentid"])
+        for request in change_set.requests
+        if request.url == ATTACHMENTS and isinstance(request.body, Mapping)
+    }
+    if response.content_id is not None and response.content_id in files:
+        return files[response.content_id]
+    if (response.error_code or "").lower() == ATTACHMENT_TOO_LARGE_CODE and len(files) == 1:
+        return next(iter(files.values()))
+    return None
 
 
 def is_duplicate_key(response: BatchResponse) -> bool:

@@ -1,4 +1,4 @@
-"""Airflow hook for the Nylas v3 Email API (read-only: grants, folders, messages).
+"""Airflow hook for the Nylas v3 Email API (read-only: grants, folders, messages, attachment downloads).
 
 Connection: ``host`` = API base URL (default ``https://api.us.nylas.com``; no scheme means https),
 ``password`` = API key, extras ``timeout`` (seconds, default 90) and ``page_size`` (1-200, default 200).
@@ -11,7 +11,7 @@ import random
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 from urllib.parse import quote
 
 import requests
@@ -257,6 +257,60 @@ class NylasHook(RetryingServiceHook[NylasSettings]):
             extra_params=extra_params,
         ):
             yield from page.messages
+
+    DOWNLOAD_CHUNK_BYTES = 64 * 1024
+
+    def download_attachment(self, grant_id: str, attachment_id: str, message_id: str, sink: IO[bytes]) -> int:
+        """Stream ``GET /v3/grants/{grant}/attachments/{id}/download?message_id=`` into ``sink``, one chunk at
+        a time (the file is never held whole); returns the bytes written.
+
+        A failure before the first byte is retried like any other request; one in the middle of the body
+        raises ``NylasError`` (the caller starts the file again). A body shorter than its ``Content-Length``
+        is an error too, never a truncated file.
+        """
+        path = f"{_grant_path(grant_id)}/attachments/{quote(attachment_id, safe='')}/download"
+        what = f"downloading attachment {attachment_id!r} of message {message_id!r} (grant {grant_id!r})"
+        session = self.get_conn()
+        settings = self.settings
+        url = settings.base_url + path
+        log.debug("Nylas GET %s", path)
+
+        def send() -> requests.Response:
+            return session.get(
+                url, params={"message_id": message_id}, timeout=settings.timeout_s, stream=True
+            )
+
+        try:
+            response = send_with_retry(
+                send,
+                policy=self.retry_policy,
+                describe=f"Nylas GET {path}",
+                give_up=lambda outcome: self._give_up_error(outcome, what),
+                stats=self._stats,
+                sleep=self._sleep,
+                clock=self._clock,
+                rng=self._rng,
+            )
+        except requests.RequestException as exc:
+            raise NylasError(
+                self._redact(f"Request to Nylas failed while {what}: {type(exc).__name__}: {exc}")
+            ) from exc
+        with response:
+            if not response.ok:
+                raise self._status_error(response, what=what, grant_id=grant_id)
+            written = 0
+            try:
+                for chunk in response.iter_content(self.DOWNLOAD_CHUNK_BYTES):
+                    sink.write(chunk)
+                    written += len(chunk)
+            except requests.RequestException as exc:
+                raise NylasError(
+                    self._redact(f"The download broke off after {written} bytes while {what}: {exc}")
+                ) from exc
+            expected = response.headers.get("Content-Length")
+            if expected is not None and expected.isdigit() and int(expected) != written:
+                raise NylasError(f"Nylas sent {written} of {expected} bytes while {what}")
+        return written
 
     # --- plumbing ---------------------------------------------------------------------------------
 

@@ -6,11 +6,14 @@ service answered. Every URL built here is already percent-encoded and can be sen
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import re
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import IO
 from urllib.parse import quote
 
 DEFAULT_MAX_URL_LENGTH = 16_000
@@ -154,12 +157,29 @@ def _check_property_name(name: str) -> None:
 
 
 @dataclass(frozen=True)
+class Base64File:
+    """A JSON string field of a request body whose value is the Base64 text of a file (an attachment's
+    ``body``). ``open`` gives the file's bytes from the start each time it is called; ``size`` is their
+    number, checked when the batch is written."""
+
+    field: str
+    open: Callable[[], IO[bytes]]
+    size: int
+    describe: str = "the file"
+
+    @property
+    def encoded_length(self) -> int:
+        return 4 * -(-self.size // 3)
+
+
+@dataclass(frozen=True)
 class BatchRequest:
     """One request inside a ``$batch``.
 
     ``url`` is relative to the Web API root (``emails``, ``emails(<guid>)``), a ``$n`` Content-ID
     reference (inside a change set), or absolute. ``body`` is JSON-serialisable and may contain
-    ``$n`` references (e.g. ``{"regardingobjectid_contact_email@odata.bind": "$1"}``).
+    ``$n`` references (e.g. ``{"regardingobjectid_contact_email@odata.bind": "$1"}``). ``file`` adds one
+    more field to the body, the Base64 text of a file, written piece by piece (see :func:`write_batch`).
     """
 
     method: str
@@ -167,6 +187,7 @@ class BatchRequest:
     body: object | None = None
     headers: Mapping[str, str] | None = None
     content_id: str | None = None
+    file: Base64File | None = None
 
 
 @dataclass(frozen=True)
@@ -226,39 +247,91 @@ def encode_batch(
     ``ValueError`` for an empty batch, more than 1000 requests, an empty change set, a GET inside a change
     set, an unknown method, or a URL/header containing whitespace or line breaks.
     """
+    sink = io.BytesIO()
+    content_type = write_batch(operations, sink, boundary, base_url=base_url)
+    return sink.getvalue(), content_type
+
+
+def write_batch(
+    operations: Sequence[BatchOperation],
+    sink: IO[bytes],
+    boundary: str | None = None,
+    *,
+    base_url: str = "/api/data/v9.2/",
+) -> str:
+    """Write the body :func:`encode_batch` returns into ``sink`` piece by piece; returns its Content-Type.
+
+    A request's :class:`Base64File` is read and encoded in small blocks straight into ``sink``, so a large
+    file is never held whole (nor its Base64 text, nor the body around it).
+    """
     operations = assign_content_ids(operations)
     _validate_batch(operations)
     batch_boundary = boundary or f"batch_{uuid.uuid4()}"
-    lines: list[str] = []
+    for piece in _batch_pieces(operations, batch_boundary, bool(boundary), base_url):
+        if isinstance(piece, Base64File):
+            _write_base64(piece, sink)
+        else:
+            sink.write(piece.encode("utf-8"))
+    return f"multipart/mixed; boundary={batch_boundary}"
+
+
+def _batch_pieces(
+    operations: Sequence[BatchOperation], batch_boundary: str, fixed: bool, base_url: str
+) -> Iterator[str | Base64File]:
     for index, operation in enumerate(operations, start=1):
-        lines.append(f"--{batch_boundary}")
+        yield f"--{batch_boundary}{_CRLF}"
         if isinstance(operation, ChangeSet):
             changeset_boundary = (
-                f"changeset_{index}_{batch_boundary}" if boundary else f"changeset_{uuid.uuid4()}"
+                f"changeset_{index}_{batch_boundary}" if fixed else f"changeset_{uuid.uuid4()}"
             )
-            lines += [f"Content-Type: multipart/mixed; boundary={changeset_boundary}", ""]
+            yield f"Content-Type: multipart/mixed; boundary={changeset_boundary}{_CRLF}{_CRLF}"
             for request in operation.requests:
-                lines.append(f"--{changeset_boundary}")
-                lines += _encode_request_part(request, base_url)
-            lines.append(f"--{changeset_boundary}--")
+                yield f"--{changeset_boundary}{_CRLF}"
+                yield from _request_pieces(request, base_url)
+            yield f"--{changeset_boundary}--{_CRLF}"
         else:
-            lines += _encode_request_part(operation, base_url)
-    lines += [f"--{batch_boundary}--", ""]
-    return _CRLF.join(lines).encode("utf-8"), f"multipart/mixed; boundary={batch_boundary}"
+            yield from _request_pieces(operation, base_url)
+    yield f"--{batch_boundary}--{_CRLF}"
 
 
-def _encode_request_part(request: BatchRequest, base_url: str) -> list[str]:
+def _request_pieces(request: BatchRequest, base_url: str) -> Iterator[str | Base64File]:
     lines = ["Content-Type: application/http", "Content-Transfer-Encoding: binary"]
     if request.content_id is not None:
         lines.append(f"Content-ID: {request.content_id}")
     lines += ["", f"{request.method.upper()} {_resolve(request.url, base_url)} HTTP/1.1"]
     headers = dict(request.headers or {})
-    if request.body is not None and not any(name.lower() == "content-type" for name in headers):
+    has_body = request.body is not None or request.file is not None
+    if has_body and not any(name.lower() == "content-type" for name in headers):
         headers["Content-Type"] = "application/json; type=entry"
     lines += [f"{name}: {value}" for name, value in headers.items()]
-    lines.append("")
-    lines.append("" if request.body is None else json.dumps(request.body, ensure_ascii=False))
-    return lines
+    lines += ["", ""]
+    yield _CRLF.join(lines)
+    if request.file is None:
+        yield ("" if request.body is None else json.dumps(request.body, ensure_ascii=False)) + _CRLF
+        return
+    body = dict(request.body) if isinstance(request.body, Mapping) else {}
+    if request.file.field in body:
+        raise ValueError(f"the body already has the field {request.file.field!r} its file is written to")
+    head = json.dumps(body, ensure_ascii=False)[:-1]
+    yield f'{head}{", " if body else ""}{json.dumps(request.file.field)}: "'
+    yield request.file
+    yield '"}' + _CRLF
+
+
+_BASE64_BLOCK = 3 * 64 * 1024  # a multiple of 3: the pieces join into one valid Base64 text
+
+
+def _write_base64(source: Base64File, sink: IO[bytes]) -> None:
+    written = 0
+    with source.open() as handle:
+        while block := handle.read(_BASE64_BLOCK):
+            # read() may return less than asked; only the last block may have a length not divisible by 3
+            while len(block) % 3 and (more := handle.read(3 - len(block) % 3)):
+                block += more
+            sink.write(base64.b64encode(block))
+            written += len(block)
+    if written != source.size:
+        raise ValueError(f"{source.describe} has {written} bytes, {source.size} were expected")
 
 
 def _resolve(url: str, base_url: str) -> str:

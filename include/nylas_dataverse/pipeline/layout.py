@@ -44,6 +44,7 @@ QUARANTINE = "quarantine.jsonl.gz"
 LOAD_PARTS = "load"
 LOAD_MANIFEST = "load.json"
 LEDGER = "ledger.jsonl"
+ATTACHMENT_LEDGER = "attachments.jsonl"
 REPORT = "report.json"
 FAILURE = "failure.json"
 
@@ -61,7 +62,7 @@ STAGE_FILES: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {
         "extract": (MESSAGES, EXTRACT_MANIFEST),
         "transform": (DECISIONS, QUARANTINE, TRANSFORM_MANIFEST),
-        "load": (LOAD_PARTS, LEDGER, LOAD_MANIFEST),
+        "load": (LOAD_PARTS, LEDGER, ATTACHMENT_LEDGER, LOAD_MANIFEST),
         "report": (REPORT,),
     }
 )
@@ -73,6 +74,16 @@ STAGE_MANIFESTS: Mapping[str, str] = MappingProxyType(
 def load_part(index: int) -> str:
     """The resume point of load chunk ``index`` (relative to the run folder)."""
     return f"{LOAD_PARTS}/part-{index:06d}.json"
+
+
+def attachment_part(index: int) -> str:
+    """The attachment outcomes of load chunk ``index``, written just before its resume point."""
+    return f"{LOAD_PARTS}/attachments-{index:06d}.json"
+
+
+def attachment_file(row_id: str) -> str:
+    """Where load streams one downloaded file (removed once its chunk is loaded)."""
+    return f"{LOAD_PARTS}/files/{row_id}"
 
 
 def after(stage: str) -> tuple[str, ...]:

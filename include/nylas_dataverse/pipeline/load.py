@@ -7,7 +7,9 @@ Exactly once rests on three things:
   created it first and is recorded as ``already_present``;
 * before creating, the chunk's Message-IDs are looked up in bulk, which also finds mail that server-side sync
   or the Outlook app tracked;
-* each email is created and completed in one ``$batch`` change set, which Dataverse applies atomically.
+* each email is created and completed in one ``$batch`` change set, which Dataverse applies atomically; its
+  files (``pipeline/attachments.py``) are created in that change set before it is completed, with ids derived
+  from the email's, so an email never exists without its kept files and no file twice.
 
 What a change set's answer means (whatever Dataverse does with the rest of the batch):
 
@@ -50,6 +52,12 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
+from nylas_dataverse.core.attachments import (
+    DEFAULT_BATCH_BYTE_BUDGET,
+    DEFAULT_ORG_LIMIT_BYTES,
+    AttachmentEntry,
+    plan_batches,
+)
 from nylas_dataverse.core.config import GrantConfig
 from nylas_dataverse.core.identity import lookup_values, message_id_key
 from nylas_dataverse.core.ledger import LedgerEntry, Outcome
@@ -59,16 +67,21 @@ from nylas_dataverse.hooks.dataverse import DataverseHook
 from nylas_dataverse.hooks.dataverse_tables import (
     EMAILS,
     MESSAGE_ID_COLUMNS,
+    change_set_operations,
     email_change_sets,
     is_duplicate_detection,
     is_duplicate_key,
     is_sender_refused,
     is_too_many_operations,
+    refused_attachment,
     sender_binding_matters,
 )
 from nylas_dataverse.hooks.errors import DataverseError, DataverseTimeoutError
-from nylas_dataverse.hooks.odata import BatchOutcome, BatchResponse
+from nylas_dataverse.hooks.nylas import NylasHook
+from nylas_dataverse.hooks.odata import BatchOutcome, BatchResponse, ChangeSet
+from nylas_dataverse.pipeline import attachments as files_module
 from nylas_dataverse.pipeline import layout
+from nylas_dataverse.pipeline.attachments import AttachmentDownloadError, AttachmentFiles
 from nylas_dataverse.pipeline.preflight import ensure_privileges
 from nylas_dataverse.pipeline.staging import FORMAT_VERSION, RunStaging, StagingError, open_binary
 
@@ -82,6 +95,8 @@ RETRY_BUDGET_S = 300.0
 _BACKOFF_BASE_S = 1.0
 _BACKOFF_MAX_S = 30.0
 
+# What an email's JSON weighs in a $batch besides its description (parties, headers of its part).
+_EMAIL_OVERHEAD_BYTES = 4096
 SENDER_UNBOUND = "sender_unbound: Dataverse refused a contact, account or lead as Sender; kept as address"
 
 
@@ -155,10 +170,15 @@ class _ChunkLoader:
         *,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
+        files: AttachmentFiles | None = None,
+        byte_budget: int = DEFAULT_BATCH_BYTE_BUDGET,
     ) -> None:
         self.dataverse = dataverse
         self.batch_size = batch_size
         self.state = state
+        self.files = files
+        self.byte_budget = byte_budget
+        self._sent: dict[str, ChangeSet] = {}  # the last change set sent for an email with files
         self._sleep = sleep
         self._rng = rng or random.Random()
 
@@ -185,6 +205,8 @@ class _ChunkLoader:
                 assert decision.email is not None
                 if message_id_key(decision.email.internet_message_id) in present:
                     entries[position] = decision.entry(Outcome.ALREADY_PRESENT, "messageid_exists")
+                elif (problem := self._fetch_files(decision)) is not None:
+                    entries[position] = decision.entry(Outcome.FAILED, problem)
                 else:
                     to_create.append((position, decision))
             results = self.create([decision.email for _, decision in to_create if decision.email])
@@ -192,7 +214,44 @@ class _ChunkLoader:
                 assert decision.email is not None
                 outcome, reason = results[decision.email.activity_id]
                 entries[position] = decision.entry(outcome, reason)
+                self._sent.pop(decision.email.activity_id, None)
         return [entries[position] for position in range(len(chunk.decisions))]
+
+    def _fetch_files(self, decision: Decision) -> str | None:
+        """Download the email's kept files before its change set is built; the reason if that failed."""
+        if self.files is None:
+            return None
+        try:
+            self.files.fetch(decision)
+        except AttachmentDownloadError as exc:
+            return str(exc)
+        return None
+
+    def _batches(self, records: list[EmailRecord]) -> Iterator[list[EmailRecord]]:
+        """Consecutive groups within ``batch_size`` emails, 1,000 operations and the byte budget."""
+        own = self.files.files_by_email(records) if self.files is not None else {}
+        weights = [
+            (
+                change_set_operations(record, own.get(record.activity_id)),
+                len(record.description)
+                + _EMAIL_OVERHEAD_BYTES
+                + sum(file.encoded_length for file in own.get(record.activity_id, {}).values()),
+            )
+            for record in records
+        ]
+        for group in plan_batches(weights, self.batch_size, self.byte_budget):
+            yield records[group.start : group.stop]
+
+    def _attachment_refused(self, answer: BatchOutcome, record: EmailRecord) -> bool:
+        """Dataverse refused one of the email's files: it is recorded as failed and the email sent again
+        without it (the email still gets created)."""
+        email = self.files.of(record.activity_id) if self.files is not None else None
+        refused = [r for r in answer.responses if r.status >= 400]
+        if email is None or not refused:
+            return False
+        change_set = self._sent.get(record.activity_id)
+        row_id = refused_attachment(change_set, refused[0]) if change_set is not None else None
+        return row_id is not None and email.refuse(row_id, _reason(refused[0]))
 
     def create(self, records: list[EmailRecord]) -> dict[str, tuple[Outcome, str | None]]:
         """Create ``records``; every one ends with a final outcome (see the module docstring).
@@ -215,13 +274,18 @@ class _ChunkLoader:
             retry: list[EmailRecord] = []
             waits: list[float] = []
             progressed = failed_transiently = False
-            for start in range(0, len(pending), self.batch_size):
-                batch = pending[start : start + self.batch_size]
+            for batch in self._batches(pending):
                 bind = self.state.bind_external_sender
                 for record, answer in zip(batch, self._send(batch, bind), strict=True):
                     attempt = classify(answer)
                     if attempt.outcome is Outcome.FAILED and bind and self._sender_refused(answer, record):
                         retry.append(record)  # sent again at once, without the binding
+                        progressed = True
+                        continue
+                    # A refused file (or one whose row exists without its email) fails alone.
+                    refusable = attempt.outcome in (Outcome.FAILED, Outcome.ALREADY_PRESENT)
+                    if refusable and self._attachment_refused(answer, record):
+                        retry.append(record)  # sent again at once, without the refused file
                         progressed = True
                         continue
                     if attempt.outcome is not None:
@@ -300,9 +364,15 @@ class _ChunkLoader:
             cut = self.state.batch_limit
             return self._send(records[:cut], bind) + self._send(records[cut:], bind)
         try:
-            return self.dataverse.execute_batch(
-                email_change_sets(records, bind_external_sender=bind), continue_on_error=True
-            )
+            files = self.files.files_by_email(records) if self.files is not None else None
+            change_sets = email_change_sets(records, bind_external_sender=bind, files=files)
+            if files:
+                self._sent.update(
+                    (record.activity_id, change_set)
+                    for record, change_set in zip(records, change_sets, strict=True)
+                    if record.activity_id in files
+                )
+            return self.dataverse.execute_batch(change_sets, continue_on_error=True)
         except DataverseTimeoutError:
             if len(records) == 1:
                 return [BatchOutcome(ok=False, responses=())]
@@ -383,7 +453,11 @@ def _earlier_part(staging: RunStaging, index: int, expected: int) -> list[Ledger
     return entries if len(entries) == expected else None
 
 
-def load_window(grant: GrantConfig, staging: RunStaging, dataverse: DataverseHook) -> RunStaging:
+def load_window(
+    grant: GrantConfig, staging: RunStaging, dataverse: DataverseHook, nylas: NylasHook | None = None
+) -> RunStaging:
+    """Load the run's decisions; ``nylas`` downloads attachments (a hook for the grant's connection is made on
+    first use when not given)."""
     started = time.monotonic()
     before = dataverse.counters()
     manifest = staging.read_manifest("transform")
@@ -393,13 +467,27 @@ def load_window(grant: GrantConfig, staging: RunStaging, dataverse: DataverseHoo
     staging.clear_after("load")
     staging.file(layout.LOAD_PARTS).mkdir(parents=True, exist_ok=True)
     state = _LoadState()
-    loader = _ChunkLoader(dataverse, grant.batch_size, state)
+    downloads: list[NylasHook] = [] if nylas is None else [nylas]
+
+    def nylas_hook() -> NylasHook:
+        if not downloads:
+            downloads.append(NylasHook(grant.nylas_conn_id))
+        return downloads[0]
+
+    files = AttachmentFiles(
+        staging,
+        nylas_hook,
+        grant.attachment_policy,
+        int(manifest.get("max_upload_bytes") or DEFAULT_ORG_LIMIT_BYTES),
+    )
+    loader = _ChunkLoader(dataverse, grant.batch_size, state, files=files)
     total_chunks = -(-total // CHUNK_SIZE)
     progress = _Progress(f"Load {grant.key} {staging.label}", total_chunks, total, dataverse)
     resumed = retried = 0
 
     def run(chunk: _Chunk, earlier: list[LedgerEntry] | None) -> None:
         entries = loader.load(chunk, earlier)
+        _write_attachment_part(staging, chunk, entries, files)
         staging.write_json(layout.load_part(chunk.index), [entry.to_json() for entry in entries])
         with state.lock:
             state.done.update(entry.outcome.value for entry in entries)
@@ -443,6 +531,7 @@ def load_window(grant: GrantConfig, staging: RunStaging, dataverse: DataverseHoo
 
     removed, second_rows = _check_second_rows(grant, dataverse, _iter_parts(staging, total_chunks))
     outcomes, ledger_count = _write_ledger(staging, _iter_parts(staging, total_chunks), removed)
+    attachment_summary = files_module.write_ledger(staging, total_chunks, removed)
     progress.maybe_log(state, force=True)
     used = {name: value - before.get(name, 0) for name, value in dataverse.counters().items()}
     staging.write_json(
@@ -454,6 +543,7 @@ def load_window(grant: GrantConfig, staging: RunStaging, dataverse: DataverseHoo
             "chunks_with_failures_retried": retried,
             "ledger_entries": ledger_count,
             "sender_unbound": state.sender_refusal_seen,
+            "attachments": {**attachment_summary, "bytes_downloaded": files.bytes_downloaded},
             "second_rows": second_rows,
             "requests": {
                 "dataverse": used["requests"],
@@ -478,6 +568,22 @@ def load_window(grant: GrantConfig, staging: RunStaging, dataverse: DataverseHoo
         time.monotonic() - started,
     )
     return staging
+
+
+def _write_attachment_part(
+    staging: RunStaging, chunk: _Chunk, entries: list[LedgerEntry], files: AttachmentFiles
+) -> None:
+    """The chunk's attachment outcomes, written before its resume point (so a resumed chunk has both)."""
+    records = [decision.email for decision in chunk.decisions if decision.email is not None]
+    if not any(record.attachments for record in records):
+        return
+    earlier = {entry.row_id: entry for entry in files_module.read_part(staging, chunk.index)}
+    lines: list[AttachmentEntry] = []
+    for decision, entry in zip(chunk.decisions, entries, strict=True):
+        email = files.of(decision.email.activity_id) if decision.email is not None else None
+        lines.extend(files_module.entries_for(decision, entry, email, earlier))
+    files_module.write_part(staging, chunk.index, lines)
+    files.forget(records)
 
 
 def _iter_parts(staging: RunStaging, total_chunks: int) -> Iterator[list[LedgerEntry]]:

@@ -11,10 +11,11 @@ import json
 import logging
 from typing import Any
 
+from nylas_dataverse.core.attachments import summarize
 from nylas_dataverse.core.config import GrantConfig
 from nylas_dataverse.core.errors import FailureKind, PipelineError
 from nylas_dataverse.core.ledger import LedgerEntry, Outcome, RunReport
-from nylas_dataverse.pipeline import layout, summary
+from nylas_dataverse.pipeline import attachments, layout, summary
 from nylas_dataverse.pipeline.staging import RunStaging, StagingError, open_binary
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,14 @@ def build_report(grant: GrantConfig, staging: RunStaging) -> RunReport:
         raise StagingError(
             f"{ledger_path} has {lines_read} entries but load wrote {loaded['ledger_entries']}; rerun 'load'."
         )
+    try:
+        files = list(attachments.read_ledger(staging))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise StagingError(
+            f"{staging.file(layout.ATTACHMENT_LEDGER)} is corrupt ({exc}); rerun 'load'."
+        ) from exc
+    if files:
+        report.attachments = summarize(files)
     report.unresolved_addresses = transformed.get("unresolved_addresses", 0)
     report.ambiguous_addresses = transformed.get("ambiguous_addresses", 0)
     report.requests = {

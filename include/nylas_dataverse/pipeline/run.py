@@ -87,7 +87,7 @@ def run_stage(
     elif stage == "transform":
         transform_window(grant, staging, services.dataverse)
     elif stage == "load":
-        load_window(grant, staging, services.dataverse)
+        load_window(grant, staging, services.dataverse, services.nylas)
     elif stage == "report":
         return report_window(grant, staging)
     else:

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from nylas_dataverse.core.attachments import DEFAULT_ORG_LIMIT_BYTES, plan_attachments
 from nylas_dataverse.core.config import GrantConfig
 from nylas_dataverse.core.identity import activity_id, dataverse_message_id
 from nylas_dataverse.core.ledger import Outcome
@@ -114,12 +115,18 @@ def transform_window(grant: GrantConfig, staging: RunStaging, dataverse: Dataver
 
     addresses: set[str] = {grant_email} if grant_email else set()
     bodiless: list[NylasMessage] = []
+    with_files = False
     for item in _parsed(staging, manifest):
         if item.message is not None:
             addresses.update(party_addresses(item.message))
+            with_files = with_files or bool(item.message.attachments)
             if thread_mode:
                 bodiless.append(dataclasses.replace(item.message, body=None, snippet=""))
     directory = resolve_addresses(addresses, dataverse)
+    # The org's attachment limit, read once per run and only when a file could be uploaded.
+    org_limit = (
+        dataverse.max_upload_file_size() if with_files and grant.attachments else DEFAULT_ORG_LIMIT_BYTES
+    )
 
     owner = directory.resolve(grant_email) if grant_email else None
     context = MappingContext(
@@ -150,7 +157,16 @@ def transform_window(grant: GrantConfig, staging: RunStaging, dataverse: Dataver
                     item.nylas_id, grant.grant_id, Outcome.FAILED, reason=f"invalid_message: {item.error}"
                 )
             else:
-                decision = _decision(item.message, grant, policy, directory, context, unresolved, ambiguous)
+                decision = _decision(
+                    item.message,
+                    grant,
+                    policy,
+                    directory,
+                    context,
+                    unresolved,
+                    ambiguous,
+                    org_limit=org_limit,
+                )
             counts["to_load" if decision.pending else str(decision.outcome)] += 1
             decisions.write(decision.to_json())
 
@@ -169,6 +185,7 @@ def transform_window(grant: GrantConfig, staging: RunStaging, dataverse: Dataver
             "ambiguous_addresses": len(ambiguous),
             "directory_addresses": len(addresses),
             "owner_systemuser_id": context.owner_systemuser_id,
+            "max_upload_bytes": org_limit,
             "requests": {"dataverse": dataverse.request_count - requests_before},
             "duration_s": round(time.monotonic() - started, 3),
         },
@@ -197,6 +214,8 @@ def _decision(
     context: MappingContext,
     unresolved: Counter[str],
     ambiguous: set[str],
+    *,
+    org_limit: int = DEFAULT_ORG_LIMIT_BYTES,
 ) -> Decision:
     skip = policy.skip_reason(message)
     if skip is not None:
@@ -217,4 +236,8 @@ def _decision(
         )
     unresolved.update(address.casefold() for address in mapped.unresolved)
     ambiguous.update(address.casefold() for address in mapped.ambiguous)
-    return Decision.to_load(message.id, grant.grant_id, mapped.record)
+    record = mapped.record
+    if message.attachments:
+        files = plan_attachments(record.activity_id, message.attachments, grant.attachment_policy, org_limit)
+        record = dataclasses.replace(record, attachments=files)
+    return Decision.to_load(message.id, grant.grant_id, record)

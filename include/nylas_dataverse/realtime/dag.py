@@ -78,9 +78,13 @@ def build_realtime_dag(project_root: Path) -> DAG:
         def process() -> dict[str, Any]:
             config = load_grants(project_root)
             for error in config.errors:
-                log.warning("Grants file problem (those grants' notifications are skipped): %s", error)
+                log.warning(
+                    "Grants file problem (notifications of grants not found wait for a fix): %s", error
+                )
             try:
-                return process_open_batches(Inbox(root), config.grants, root)
+                return process_open_batches(
+                    Inbox(root), config.grants, root, grants_file_errors=[str(e) for e in config.errors]
+                )
             except RealtimeFailuresError as exc:
                 raise AirflowFailException(str(exc)) from exc
 

@@ -3,13 +3,27 @@
 Layout (any ``ObjectStoragePath``; the local filesystem in development)::
 
     _realtime/
-        incoming/<received>-<hash>.json     being accepted: written, not yet deduplicated
+        incoming/<received>-<hash>.json     being accepted: written whole, not yet deduplicated
         pending/<received>-<hash>.json      accepted, waiting for the processor
         seen/notifications/<sha256>         one marker per notification id
-        seen/messages/<sha256>              one marker per grant id + message id
+        seen/messages/<sha256>              one marker per grant id + Nylas id (``nylas_id``)
         batches/<batch id>/notifications/   notifications claimed together for one processing run
         batches/<batch id>/grants/<key>.json   a grant's part of the batch is finished
         batches/<batch id>/done.json        the whole batch is finished (its summary)
+        open/<batch id>                     index of the batches not yet done (what a run lists)
+        retry/<due>--<name>                 a failed grant's notifications, claimed again once due
+        quarantine/<batch id or "receiver">/<name>   records that cannot be used, each with
+                                            ``<name>.reason.json`` saying why
+
+Every file is written whole (``staging.write_whole``: a temporary name and a rename on a local disk,
+one PUT on object storage), so a receiver killed mid-write never leaves a truncated notification under
+a name a claimer adopts. A record that still cannot be read or parsed is moved to ``quarantine/`` by
+the processor, which logs its name and counts it in the batch's summary; the batch closes anyway.
+
+A batch takes at most ``BatchLimits.max_notifications`` notifications and ``max_bytes`` bytes of them
+(oldest first, always at least one), so a backlog becomes several bounded batches instead of one that
+holds everything. A run lists only ``open/``, so its cost does not grow with the finished batches kept
+for ``RETENTION``.
 
 Accepting a notification (``store``): its envelope is written to ``incoming/``; the notification-id
 marker and then the grant + message marker are created with exclusive-create semantics; only when
@@ -44,8 +58,9 @@ from typing import Any
 
 from airflow.sdk import ObjectStoragePath
 
-from nylas_dataverse.pipeline.staging import open_binary
+from nylas_dataverse.pipeline.staging import open_binary, write_whole
 from nylas_dataverse.realtime.notifications import Notification
+from nylas_dataverse.realtime.settings import BatchLimits
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +69,9 @@ FORMAT_VERSION = 1
 ORPHAN_AFTER_S = 60.0
 RETENTION = dt.timedelta(days=7)
 PRUNE_EVERY = dt.timedelta(hours=1)
+RETRY_FIRST_S = 30.0
+RETRY_MAX_S = 3600.0
+INDEX_STAMP = "open_index_v1"
 _MODIFIED_KEYS = ("mtime", "LastModified", "last_modified", "updated", "modified")
 
 
@@ -113,11 +131,14 @@ class Batch:
     def grant_marker(self, grant_key: str) -> ObjectStoragePath:
         return self.folder / "grants" / f"{grant_key}.json"
 
+    def record_paths(self) -> list[ObjectStoragePath]:
+        """The stored notification files, in arrival order (their names start with the receipt time)."""
+        return [path for path in _children(self.notifications_folder) if path.name.endswith(".json")]
+
     def records(self) -> Iterator[dict[str, Any]]:
         """The stored records (``received_at`` + ``notification`` envelope), in arrival order."""
-        for path in _children(self.notifications_folder):
-            if path.name.endswith(".json"):
-                yield json.loads(path.read_bytes())
+        for path in self.record_paths():
+            yield json.loads(path.read_bytes())
 
     @property
     def done(self) -> bool:
@@ -150,8 +171,20 @@ class Inbox:
     def notification_marker(self, notification_id: str) -> ObjectStoragePath:
         return self.root / "seen" / "notifications" / _digest(notification_id)
 
-    def message_marker(self, grant_id: str, message_id: str) -> ObjectStoragePath:
-        return self.root / "seen" / "messages" / _digest(grant_id, message_id)
+    def message_marker(self, grant_id: str, nylas_id: str) -> ObjectStoragePath:
+        return self.root / "seen" / "messages" / _digest(grant_id, nylas_id)
+
+    @property
+    def open_index(self) -> ObjectStoragePath:
+        return self.root / "open"
+
+    @property
+    def retry(self) -> ObjectStoragePath:
+        return self.root / "retry"
+
+    @property
+    def quarantine_root(self) -> ObjectStoragePath:
+        return self.root / "quarantine"
 
     def _ensure_folders(self) -> None:
         if not self._folders_ready:
@@ -159,6 +192,36 @@ class Inbox:
                 folder.mkdir(parents=True, exist_ok=True)
             (self.root / "seen" / "messages").mkdir(parents=True, exist_ok=True)
             self._folders_ready = True
+
+    # Quarantine ------------------------------------------------------------------------------------------
+
+    def quarantine(self, path: ObjectStoragePath, reason: str, *, source: str) -> ObjectStoragePath:
+        """Move a stored record aside with ``<name>.reason.json``; ``source`` is its batch id."""
+        folder = self.quarantine_root / source
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / path.name
+        write_whole(folder / f"{path.name}.reason.json", _reason(reason, self.clock()))
+        with contextlib.suppress(FileNotFoundError):  # moved by an earlier attempt of this run
+            path.rename(target)
+        return target
+
+    def quarantine_body(self, body: bytes, reason: str) -> ObjectStoragePath:
+        """Keep a signed body the receiver could not store as a notification, with why."""
+        folder = self.quarantine_root / "receiver"
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"{int(self.clock() * 1_000_000):020d}-{secrets.token_hex(4)}.body"
+        write_whole(folder / f"{name}.reason.json", _reason(reason, self.clock()))
+        write_whole(folder / name, body)
+        return folder / name
+
+    def quarantined(self) -> list[ObjectStoragePath]:
+        """Every quarantined record (not the reasons)."""
+        return [
+            path
+            for folder in _children(self.quarantine_root)
+            for path in _children(folder)
+            if not path.name.endswith(".reason.json")
+        ]
 
     # Accepting ------------------------------------------------------------------------------------------
 
@@ -180,7 +243,8 @@ class Inbox:
             "notification": dict(notification.envelope),
         }
         staged = self.incoming / name
-        staged.write_bytes(json.dumps(record, ensure_ascii=False).encode())
+        # ASCII escapes keep any text JSON can hold (lone surrogates included) storable as it arrived.
+        write_whole(staged, json.dumps(record, ensure_ascii=True).encode())
         created: list[ObjectStoragePath] = []
         try:
             if not create_exclusive(self.notification_marker(notification.id), self._marker(notification)):
@@ -218,47 +282,127 @@ class Inbox:
         orphans = []
         for path in _children(self.incoming):
             stamp = path.name.split("-", 1)[0]
-            if stamp.isdigit() and int(stamp) < cutoff:
+            if path.name.endswith(".json") and stamp.isdigit() and int(stamp) < cutoff:
                 orphans.append(path)
         return orphans
 
-    def claim_batch(self) -> Batch | None:
-        """Move every pending notification into a new batch; None when nothing is pending.
+    def _due_retries(self) -> list[ObjectStoragePath]:
+        now = self.clock() * 1_000_000
+        due = []
+        for path in _children(self.retry):
+            stamp = path.name.split("--", 1)[0]
+            if stamp.isdigit() and int(stamp) <= now:
+                due.append(path)
+        return due
 
-        A rename that fails because the file is gone means another claimer took it first.
+    def _sizes(self, folder: ObjectStoragePath) -> dict[str, int]:
+        try:
+            entries = folder.fs.ls(folder.path, detail=True)
+        except (FileNotFoundError, NotADirectoryError):
+            return {}
+        return {str(entry["name"]).rsplit("/", 1)[-1]: int(entry.get("size") or 0) for entry in entries}
+
+    def claim_batch(self, limits: BatchLimits | None = None) -> Batch | None:
+        """Move the oldest pending notifications (within ``limits``) into a new batch; None when none wait.
+
+        Due retries and orphans are claimed too. A rename that fails because the file is gone means
+        another claimer took it first.
         """
-        candidates = [path for path in _children(self.pending) if path.name.endswith(".json")]
-        candidates += self._orphans()
+        limits = limits or BatchLimits.from_env()
+        candidates = [(path, path.name) for path in self._due_retries()]
+        candidates = [(path, name.split("--", 1)[1]) for path, name in candidates]
+        fresh = [path for path in _children(self.pending) if path.name.endswith(".json")]
+        fresh += self._orphans()
+        candidates += [(path, path.name) for path in fresh]
         if not candidates:
             return None
+        candidates.sort(key=lambda item: item[1])
+        sizes = {**self._sizes(self.retry), **self._sizes(self.incoming), **self._sizes(self.pending)}
+        chosen: list[tuple[ObjectStoragePath, str]] = []
+        total = 0
+        for path, name in candidates:
+            size = sizes.get(path.name, 0)
+            if chosen and (len(chosen) >= limits.max_notifications or total + size > limits.max_bytes):
+                break
+            chosen.append((path, name))
+            total += size
         batch_id = f"{_utc(self.clock):%Y%m%dT%H%M%S%fZ}-{secrets.token_hex(3)}"
         batch = Batch(batch_id, self.batches / batch_id)
         batch.notifications_folder.mkdir(parents=True, exist_ok=True)
+        self._index_ready()
+        write_whole(self.open_index / batch_id, b"")
         moved = 0
-        for path in candidates:
+        for path, name in chosen:
             try:
-                path.rename(batch.notifications_folder / path.name)
+                path.rename(batch.notifications_folder / name)
                 moved += 1
             except FileNotFoundError:
                 continue
         if moved == 0:
+            _remove(self.open_index / batch_id)
             _remove(batch.folder, recursive=True)
             return None
-        log.info("Claimed %d notification(s) as batch %s", moved, batch_id)
+        left = len(candidates) - len(chosen)
+        log.info(
+            "Claimed %d notification(s) (%d bytes) as batch %s%s",
+            moved,
+            total,
+            batch_id,
+            f"; {left} more wait for the next batch" if left else "",
+        )
         return batch
 
+    def _index_ready(self) -> None:
+        """Create ``open/``; once, index the unfinished batches an earlier version left without an entry."""
+        stamp = self.root / INDEX_STAMP
+        if stamp.exists():
+            return
+        self.open_index.mkdir(parents=True, exist_ok=True)
+        for folder in _children(self.batches):
+            if not (folder / "done.json").exists():
+                write_whole(self.open_index / folder.name, b"")
+        write_whole(stamp, b"")
+
     def open_batches(self) -> list[Batch]:
-        """Claimed batches not yet marked done, oldest first."""
-        batches = [Batch(folder.name, folder) for folder in _children(self.batches)]
-        return [batch for batch in batches if not batch.done]
+        """Claimed batches not yet marked done, oldest first; lists the ``open/`` index only."""
+        self._index_ready()
+        batches = []
+        for entry in _children(self.open_index):
+            batch = Batch(entry.name, self.batches / entry.name)
+            if batch.done:  # done, but the run stopped before removing the entry
+                _remove(entry)
+                continue
+            batches.append(batch)
+        return batches
 
     def mark_done(self, batch: Batch, summary: dict[str, Any]) -> None:
-        (batch.folder / "done.json").write_bytes(json.dumps(summary, indent=2, sort_keys=True).encode())
+        write_whole(batch.folder / "done.json", json.dumps(summary, indent=2, sort_keys=True).encode())
+        _remove(self.open_index / batch.id)
+
+    def defer(self, batch: Batch, paths: list[ObjectStoragePath]) -> float:
+        """Give a failed grant's notifications back for a later batch, after a backoff; returns it (s)."""
+        self.retry.mkdir(parents=True, exist_ok=True)
+        delay = RETRY_FIRST_S
+        for path in paths:
+            stem, attempt = _attempt(path.name)
+            delay = max(delay, min(RETRY_FIRST_S * 2**attempt, RETRY_MAX_S))
+        due = int((self.clock() + delay) * 1_000_000)
+        for path in paths:
+            stem, attempt = _attempt(path.name)
+            try:
+                path.rename(self.retry / f"{due:020d}--{stem}.a{attempt + 1}.json")
+            except FileNotFoundError:
+                continue
+        return delay
 
     # Housekeeping -----------------------------------------------------------------------------------------
 
     def prune(self, retention: dt.timedelta = RETENTION, *, force: bool = False) -> int:
-        """Delete markers and finished batches older than ``retention``; at most once per hour."""
+        """Delete markers, finished batches and temporary files older than ``retention``; at most hourly.
+
+        A temporary file in ``incoming/`` is what a receiver killed mid-write leaves; it never held an
+        accepted notification (the receiver answers only after the whole file is in place).
+        """
         now = self.clock()
         stamp = self.root / "pruned_at"
         if not force and stamp.exists():
@@ -269,13 +413,18 @@ class Inbox:
                 pass
         cutoff = now - retention.total_seconds()
         removed = 0
-        for kind in ("notifications", "messages"):
-            folder = self.root / "seen" / kind
+        for folder, only_temporary in (
+            (self.root / "seen" / "notifications", False),
+            (self.root / "seen" / "messages", False),
+            (self.incoming, True),
+        ):
             try:
                 entries = folder.fs.ls(folder.path, detail=True)
             except FileNotFoundError:
                 continue
             for entry in entries:
+                if only_temporary and not str(entry["name"]).endswith(".tmp"):
+                    continue
                 modified = _modified(entry)
                 if modified is not None and modified < cutoff:
                     _remove(folder / str(entry["name"]).rsplit("/", 1)[-1])
@@ -290,6 +439,24 @@ class Inbox:
         if removed:
             log.info("Pruned %d markers and finished batches older than %s", removed, retention)
         return removed
+
+
+def _reason(reason: str, at: float) -> bytes:
+    return json.dumps({"reason": reason, "at": _utc(lambda: at).isoformat()}, ensure_ascii=True).encode()
+
+
+def attempt_of(name: str) -> int:
+    """How many times the notification in file ``name`` was deferred before."""
+    return _attempt(name)[1]
+
+
+def _attempt(name: str) -> tuple[str, int]:
+    """``<stem>.a<n>.json`` -> (``<stem>``, n); a first-time name has n = 0."""
+    stem = name.removesuffix(".json")
+    base, dot, suffix = stem.rpartition(".a")
+    if dot and suffix.isdigit():
+        return base, int(suffix)
+    return stem, 0
 
 
 def _modified(entry: dict[str, Any]) -> float | None:

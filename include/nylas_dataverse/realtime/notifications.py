@@ -72,10 +72,19 @@ def classify(notification_type: str) -> tuple[NotificationKind, tuple[str, ...]]
 
 
 def parse_notification(body: bytes) -> Notification:
-    """Parse the (already decompressed) JSON body of a webhook POST."""
+    """Parse the (already decompressed) JSON body of a webhook POST.
+
+    Bytes that are not UTF-8 are kept as lone surrogates (``surrogateescape``), like a lone ``\\ud83d``
+    escape: the notification is still usable by its ids, and whatever text is kept is judged later by
+    the pipeline's one rule for it (``bad_encoding`` in ``core.messages``). Nesting deeper than the
+    parser can follow is refused as not a notification.
+    """
+    text = body.decode("utf-8", "surrogateescape")
     try:
-        envelope = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        envelope = json.loads(text)
+    except RecursionError:
+        raise InvalidNotification("the body is nested too deeply to be a Nylas notification") from None
+    except ValueError as exc:
         raise InvalidNotification(f"the body is not JSON ({type(exc).__name__})") from None
     return notification_from_envelope(envelope)
 

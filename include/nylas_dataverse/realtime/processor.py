@@ -14,16 +14,29 @@ the dedupe key shared with the daily run. Headers delivered by field customizati
 are only when they go beyond the basic three (or the grant asks for basic headers anyway), so automated
 mail is recognised exactly as the daily run recognises it.
 
-Per batch and grant, outcomes are isolated:
+Records are read one at a time: a first pass groups the batch's files by grant (and quarantines a file
+that cannot be read or parsed, with a log line naming it, counted in the summary), then each grant's
+messages are streamed from their files into staging. Memory therefore holds one notification at a time,
+whatever the batch size (``settings.BatchLimits`` bounds that too).
 
-- a grant not in the grants file (or disabled) is recorded and skipped with a log line;
+The grants of one batch are processed concurrently (``settings.max_parallel_mailboxes``), with hooks
+from one ``ServicePool`` for the whole run: every mailbox of one application user shares one token and
+that connection's ``max_concurrency`` cap, exactly as the daily loads do.
+
+Per batch and grant, outcomes are isolated, for every kind of error:
+
+- notifications for a grant not in the grants file (or disabled) are quarantined with that reason;
 - a message deleted before it could be fetched is recorded as ``gone`` and left out;
-- an error a retry cannot fix (expired grant, bad credentials) is logged as an error, recorded, and
-  that grant's part of the batch is given up: the daily run picks those messages up once fixed;
-- a transient error propagates, so the task retries; grants already finished in the batch are not
-  processed again;
+- any other error (a missing connection, an expired grant, a rejected API key, staging trouble, a
+  ledger invariant, a service outage) gives up that grant's part of the batch for now: it is logged
+  with the grant and the remedy, recorded in the batch summary under ``failed_grants``, and its
+  notifications go back to the inbox (``retry/``) to be claimed again after a backoff, so a later run
+  retries them. The other grants' mail lands and the batch closes;
 - more failures than ``max_failures`` are recorded in the batch summary instead of blocking it (the
-  ledger explains each one) and make the task fail after every batch has been processed.
+  ledger explains each one).
+
+After every batch is closed, the task fails (``RealtimeFailuresError``) naming each failed grant, so the
+run's log says which ones need attention.
 """
 
 from __future__ import annotations
@@ -33,7 +46,8 @@ import json
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,17 +59,18 @@ from nylas_dataverse.hooks.errors import NylasNotFoundError
 from nylas_dataverse.hooks.nylas import NylasHook
 from nylas_dataverse.pipeline import layout
 from nylas_dataverse.pipeline.extract import grant_context, write_manifest
-from nylas_dataverse.pipeline.failures import classify
+from nylas_dataverse.pipeline.failures import announce, classify
 from nylas_dataverse.pipeline.report import TooManyFailuresError
 from nylas_dataverse.pipeline.run import ServicePool, Services, run_window
 from nylas_dataverse.pipeline.staging import RunStaging
-from nylas_dataverse.realtime.inbox import Batch, Inbox
+from nylas_dataverse.realtime.inbox import Batch, Inbox, attempt_of
 from nylas_dataverse.realtime.notifications import (
     InvalidNotification,
     Notification,
     NotificationKind,
     notification_from_envelope,
 )
+from nylas_dataverse.realtime.settings import max_parallel_mailboxes
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +90,9 @@ class GrantOutcome:
     fetched: int = 0
     gone: int = 0
     error: str | None = None
+    failure_kind: str | None = None
+    retry_in_s: float | None = None
+    attempt: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -85,6 +103,9 @@ class GrantOutcome:
             "fetched": self.fetched,
             "gone": self.gone,
             "error": self.error,
+            "failure_kind": self.failure_kind,
+            "retry_in_s": self.retry_in_s,
+            "attempt": self.attempt,
         }
 
 
@@ -117,7 +138,8 @@ def _window_for(dates: Iterable[object], fallback: dt.datetime) -> Window:
 
 def stage_messages(
     grant: GrantConfig,
-    notifications: Sequence[Notification],
+    notifications: Iterable[Notification],
+    count: int,
     staging: RunStaging,
     nylas: NylasHook,
     *,
@@ -127,7 +149,7 @@ def stage_messages(
     """Write the notifications' messages and an extract manifest, in the format extract writes."""
     started = time.monotonic()
     requests_before = nylas.request_count
-    outcome = GrantOutcome(grant.key, len(notifications), staging=str(staging.folder))
+    outcome = GrantOutcome(grant.key, count, staging=str(staging.folder))
     staging.clear()
     context = grant_context(grant, nylas)
     seen: set[str] = set()
@@ -135,18 +157,18 @@ def stage_messages(
     dates: list[object] = []
     with staging.writer(layout.MESSAGES) as writer:
         for notification in notifications:
-            message_id = str(notification.object_id)
-            if message_id in seen:
+            nylas_id = str(notification.object_id)
+            if nylas_id in seen:
                 duplicates += 1
                 continue
-            seen.add(message_id)
+            seen.add(nylas_id)
             message = notification.object
             if needs_fetch(notification, grant.headers_field):
                 try:
-                    message = nylas.get_message(grant.grant_id, message_id, fields=grant.headers_field)
+                    message = nylas.get_message(grant.grant_id, nylas_id, fields=grant.headers_field)
                 except NylasNotFoundError:
                     log.info(
-                        "Message %s of grant %s no longer exists in Nylas; left out", message_id, grant.key
+                        "Message %s of grant %s no longer exists in Nylas; left out", nylas_id, grant.key
                     )
                     outcome.gone += 1
                     continue
@@ -163,7 +185,7 @@ def stage_messages(
         stats={
             "source": "webhook",
             "batch_id": batch_id,
-            "notifications": len(notifications),
+            "notifications": count,
             "duplicate_ids": duplicates,
             "bodies_fetched": outcome.fetched,
             "gone": outcome.gone,
@@ -175,17 +197,72 @@ def stage_messages(
         "Staged %d messages of grant %s from %d notifications (%d fetched by id, %d gone)",
         writer.count,
         grant.key,
-        len(notifications),
+        count,
         outcome.fetched,
         outcome.gone,
     )
     return outcome
 
 
+class _UnusableRecordError(ValueError):
+    """A stored record that cannot be read as a notification; the message says why (never its content)."""
+
+
+def read_record(path: ObjectStoragePath) -> Notification:
+    """The notification stored in ``path``; ``_UnusableRecordError`` when it cannot be one.
+
+    ``OSError`` (storage trouble) propagates: a retry can fix that, quarantining could lose mail.
+    """
+    data = path.read_bytes()
+    if not data.strip():
+        raise _UnusableRecordError("the file is empty (the receiver stopped before writing it)")
+    try:
+        record = json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise _UnusableRecordError(f"the file is not JSON ({type(exc).__name__}: {exc})") from None
+    if not isinstance(record, dict):
+        raise _UnusableRecordError("the file is not a stored record (a JSON object with 'notification')")
+    try:
+        return notification_from_envelope(record.get("notification"))
+    except InvalidNotification as exc:
+        raise _UnusableRecordError(str(exc)) from None
+
+
+def _group(batch: Batch, inbox: Inbox, summary: dict[str, Any]) -> dict[str, list[ObjectStoragePath]]:
+    """The batch's files by grant id; unusable ones are quarantined and listed in ``summary``."""
+    grouped: dict[str, list[ObjectStoragePath]] = defaultdict(list)
+    for path in batch.record_paths():
+        try:
+            notification = read_record(path)
+        except FileNotFoundError:
+            continue
+        except _UnusableRecordError as exc:
+            target = inbox.quarantine(path, str(exc), source=batch.id)
+            log.warning(
+                "Batch %s: record %s is unusable (%s); quarantined as %s", batch.id, path.name, exc, target
+            )
+            summary["quarantined"].append({"file": path.name, "reason": str(exc)})
+            continue
+        if notification.kind is NotificationKind.MESSAGE_CREATED:
+            grouped[str(notification.grant_id)].append(path)
+    return grouped
+
+
+def _stream(paths: Sequence[ObjectStoragePath], batch_id: str) -> Iterator[Notification]:
+    for path in paths:
+        try:
+            yield read_record(path)
+        except (FileNotFoundError, _UnusableRecordError) as exc:  # checked by _group moments ago
+            log.warning(
+                "Batch %s: record %s vanished or changed while processing (%s)", batch_id, path.name, exc
+            )
+
+
 def _process_grant(
     grant: GrantConfig,
-    notifications: Sequence[Notification],
+    paths: Sequence[ObjectStoragePath],
     batch: Batch,
+    inbox: Inbox,
     staging_root: ObjectStoragePath,
     now: dt.datetime,
     services: Services,
@@ -195,7 +272,15 @@ def _process_grant(
 
     def source(staging: RunStaging, services: Services) -> None:
         staged.append(
-            stage_messages(grant, notifications, staging, services.nylas, batch_id=batch.id, now=now)
+            stage_messages(
+                grant,
+                _stream(paths, batch.id),
+                len(paths),
+                staging,
+                services.nylas,
+                batch_id=batch.id,
+                now=now,
+            )
         )
 
     try:
@@ -206,22 +291,29 @@ def _process_grant(
         except TooManyFailuresError as exc:
             outcome = staged[0]
             outcome.error = f"too_many_failures: {exc}"
+            outcome.failure_kind = "too_many_failures"
             log.error("Grant %s, batch %s: %s", grant.key, batch.id, exc)
             outcome.counts = _report_counts(staging)
-    except Exception as exc:
+    except Exception as exc:  # every kind: one grant's trouble never holds up the others
         failure = classify(exc)
-        if failure.retryable:
-            raise
-        outcome = GrantOutcome(grant.key, len(notifications), staging=str(staging.folder))
-        outcome.error = f"{type(exc).__name__}: {exc}"
+        announce(grant, None, failure)
+        attempt = max((attempt_of(path.name) for path in paths), default=0) + 1
+        delay = inbox.defer(batch, list(paths))
+        outcome = GrantOutcome(grant.key, len(paths), staging=str(staging.folder))
+        outcome.error = f"{failure.one_line()} ({type(exc).__name__})"
+        outcome.failure_kind = failure.kind.value
+        outcome.retry_in_s = delay
+        outcome.attempt = attempt
         log.error(
-            "Grant %s: giving up its %d notification(s) in batch %s: %s. Fix the cause (%s); the daily run"
-            " picks these messages up afterwards.",
+            "Grant %s: gave up its %d notification(s) in batch %s for now (attempt %d): %s. Fix: %s."
+            " They are back in the inbox and a later run retries them in %.0f s.",
             grant.key,
-            len(notifications),
+            len(paths),
             batch.id,
+            attempt,
             failure.one_line(),
             failure.remedy,
+            delay,
         )
     return outcome
 
@@ -231,86 +323,153 @@ def _report_counts(staging: RunStaging) -> dict[str, int]:
     return dict(json.loads(report.read_bytes())["counts"]) if report.exists() else {}
 
 
-def _notifications(batch: Batch) -> list[Notification]:
-    notifications = []
-    for record in batch.records():
-        try:
-            notification = notification_from_envelope(record.get("notification"))
-        except InvalidNotification as exc:
-            log.warning("Batch %s holds an unusable notification (%s); skipped", batch.id, exc)
-            continue
-        if notification.kind is NotificationKind.MESSAGE_CREATED:
-            notifications.append(notification)
-    return notifications
-
-
 def process_batch(
     batch: Batch,
     grants: Sequence[GrantConfig],
     staging_root: ObjectStoragePath,
     *,
+    inbox: Inbox | None = None,
+    pool: ServicePool | None = None,
+    max_parallel: int | None = None,
+    grants_file_errors: Sequence[str] = (),
     now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
 ) -> dict[str, Any]:
-    """Process one batch; returns its summary (also written to the batch as ``done.json`` by the caller)."""
+    """Process one batch; returns its summary (written to the batch as ``done.json`` by the caller).
+
+    With ``grants_file_errors``, notifications of grants not found are kept for a later run rather
+    than quarantined: the grant may be the entry the file gets wrong.
+    """
+    inbox = inbox or Inbox(staging_root)
+    pool = pool or ServicePool()
     by_grant_id = {grant.grant_id: grant for grant in grants if grant.enabled}
-    grouped: dict[str, list[Notification]] = defaultdict(list)
-    for notification in _notifications(batch):
-        grouped[str(notification.grant_id)].append(notification)
-    summary: dict[str, Any] = {"batch_id": batch.id, "grants": {}, "unknown_grants": {}}
-    pool = ServicePool()
-    for grant_id, notifications in sorted(grouped.items()):
+    summary: dict[str, Any] = {
+        "batch_id": batch.id,
+        "grants": {},
+        "unknown_grants": {},
+        "failed_grants": {},
+        "quarantined": [],
+    }
+    work: list[tuple[GrantConfig, list[ObjectStoragePath]]] = []
+    for grant_id, paths in sorted(_group(batch, inbox, summary).items()):
         grant = by_grant_id.get(grant_id)
+        if grant is None and grants_file_errors:
+            # The grant may be the entry the grants file gets wrong: keep its mail for a later run.
+            delay = inbox.defer(batch, paths)
+            problem = f"the grants file has errors ({'; '.join(grants_file_errors)})"
+            log.error(
+                "Batch %s: %d notification(s) for grant %s, which is not in the grants file as read; %s."
+                " Kept for a later run (in %.0f s).",
+                batch.id,
+                len(paths),
+                grant_id,
+                problem,
+                delay,
+            )
+            summary["failed_grants"][grant_id] = {
+                "error": f"config: grant id {grant_id} not found while {problem}",
+                "kind": "config",
+                "notifications": len(paths),
+                "attempt": max(attempt_of(path.name) for path in paths) + 1,
+                "retry_in_s": delay,
+            }
+            continue
         if grant is None:
+            reason = f"grant {grant_id} is not an enabled grant in the grants file"
             log.warning(
                 "Batch %s: %d notification(s) for grant %s, which is not an enabled grant in the grants "
-                "file; recorded and skipped",
+                "file; quarantined (the daily run loads its mail once the grant is configured)",
                 batch.id,
-                len(notifications),
+                len(paths),
                 grant_id,
             )
-            summary["unknown_grants"][grant_id] = len(notifications)
+            for path in paths:
+                inbox.quarantine(path, reason, source=batch.id)
+            summary["unknown_grants"][grant_id] = len(paths)
             continue
         marker = batch.grant_marker(grant.key)
         if marker.exists():
             summary["grants"][grant.key] = json.loads(marker.read_bytes())
             continue
-        outcome = _process_grant(grant, notifications, batch, staging_root, now(), pool.for_grant(grant))
+        work.append((grant, paths))
+    if not work:
+        return summary
+    workers = min(max_parallel or max_parallel_mailboxes(), len(work))
+
+    def one(item: tuple[GrantConfig, list[ObjectStoragePath]]) -> GrantOutcome:
+        grant, paths = item
+        return _process_grant(grant, paths, batch, inbox, staging_root, now(), pool.for_grant(grant))
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="realtime") as executor:
+        outcomes = list(executor.map(one, work))
+    for outcome in outcomes:
+        summary["grants"][outcome.grant_key] = outcome.to_json()
+        if outcome.retry_in_s is not None:
+            summary["failed_grants"][outcome.grant_key] = {
+                "error": outcome.error,
+                "kind": outcome.failure_kind,
+                "notifications": outcome.notifications,
+                "attempt": outcome.attempt,
+                "retry_in_s": outcome.retry_in_s,
+            }
+            continue  # no marker: the part is retried from retry/, not from this batch
+        marker = batch.grant_marker(outcome.grant_key)
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_bytes(json.dumps(outcome.to_json()).encode())
-        summary["grants"][grant.key] = outcome.to_json()
     return summary
 
 
 class RealtimeFailuresError(RuntimeError):
-    """Some batches recorded failures; everything else was loaded and the batches are closed."""
+    """Some grants' parts failed; everything else was loaded and the batches are closed."""
 
 
 def process_open_batches(
-    inbox: Inbox, grants: Sequence[GrantConfig], staging_root: ObjectStoragePath
+    inbox: Inbox,
+    grants: Sequence[GrantConfig],
+    staging_root: ObjectStoragePath,
+    *,
+    grants_file_errors: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Process every claimed batch not yet done, oldest first; returns totals for the run.
 
-    Raises ``RealtimeFailuresError`` at the end when any grant recorded an error, after all batches
-    were processed and closed.
+    One ``ServicePool`` serves the whole run (one token per application user). Raises
+    ``RealtimeFailuresError`` at the end when any grant recorded an error, after all batches were
+    processed and closed; its message names every failed grant.
     """
-    totals: dict[str, int] = defaultdict(int)
+    totals: dict[str, Any] = defaultdict(int)
     errors: list[str] = []
+    failed: set[str] = set()
     batches = inbox.open_batches()
+    pool = ServicePool()
     for batch in batches:
-        summary = process_batch(batch, grants, staging_root)
+        summary = process_batch(
+            batch, grants, staging_root, inbox=inbox, pool=pool, grants_file_errors=grants_file_errors
+        )
         inbox.mark_done(batch, summary)
+        for grant_id, part in summary["failed_grants"].items():
+            if grant_id not in summary["grants"]:  # not in the grants file as read
+                failed.add(grant_id)
+                errors.append(f"batch {batch.id}, grant {grant_id}: {part['error']}")
         for outcome in summary["grants"].values():
             for name, count in outcome.get("counts", {}).items():
                 totals[name] += count
             totals["gone"] += outcome.get("gone", 0)
             if outcome.get("error"):
-                errors.append(f"batch {batch.id}, grant {outcome['grant_key']}: {outcome['error']}")
+                failed.add(outcome["grant_key"])
+                retry = outcome.get("retry_in_s")
+                again = f" (retried in {retry:.0f} s)" if retry is not None else ""
+                errors.append(f"batch {batch.id}, grant {outcome['grant_key']}: {outcome['error']}{again}")
+        totals["deferred_notifications"] += sum(
+            part["notifications"] for part in summary["failed_grants"].values()
+        )
+        totals["quarantined_records"] += len(summary["quarantined"])
         totals["unknown_grant_notifications"] += sum(summary["unknown_grants"].values())
     totals["batches"] = len(batches)
+    totals["failed_grants"] = sorted(failed)
     inbox.prune()
     log.info("Real-time run: %s", dict(totals))
     if errors:
         raise RealtimeFailuresError(
-            f"{len(errors)} grant part(s) of the processed batches recorded errors:\n  " + "\n  ".join(errors)
+            f"{len(failed)} grant(s) failed ({', '.join(sorted(failed))}); the other grants' mail was loaded:"
+            "\n  " + "\n  ".join(errors)
         )
     return dict(totals)

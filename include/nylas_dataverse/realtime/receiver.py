@@ -13,12 +13,17 @@ Routes (relative to where the app is mounted; the plugin and the standalone serv
   and stored in the inbox, ``grant.expired`` is logged as an alert and marked for the health page
   (``_realtime/grant_status/<grant id>.json``), anything else is acknowledged and
   ignored. Every accepted or ignored notification gets 200; the work is a few small writes, well within
-  Nylas' 10 s limit. A storage failure answers 503 so that Nylas retries.
+  Nylas' 10 s limit. Text is stored whatever it holds (lone surrogates, bytes that are not UTF-8). A
+  storage failure (``OSError``) answers 503 so that Nylas retries; any other failure to store a signed
+  notification keeps its body in ``_realtime/quarantine/receiver/`` with the reason and answers 200
+  ``quarantined``, since retrying the same content cannot help. 503 is only answered for what a retry
+  can fix.
 
 The secret is the password of the Airflow connection ``nylas_webhook`` or else the Airflow variable
 ``nylas_webhook_secret``. It is looked up on the first request, not at import, and kept for
 ``SECRET_CACHE_S`` seconds so that a rotated secret takes effect quickly. It is never logged; neither
-are message contents.
+are message contents. A secret that is blank or only whitespace is refused, naming the setting that
+holds it: the standalone server will not start, and the plugin answers 503 with that message.
 
 Standalone: ``python -m nylas_dataverse.realtime.receiver --host 127.0.0.1 --port 8090``.
 """
@@ -67,22 +72,37 @@ MISSING_SECRET = (
 )
 
 
+class BlankSecretError(ValueError):
+    """The configured webhook secret is blank or whitespace; the message names the setting."""
+
+
+def checked_secret(value: str, setting: str) -> str:
+    """``value`` when it can be an HMAC key; ``BlankSecretError`` naming ``setting`` when it is blank."""
+    if not value.strip():
+        raise BlankSecretError(
+            f"the webhook secret in {setting} is blank (only whitespace): set it to the webhook_secret Nylas"
+            " returned when the webhook was created; a blank key would make signatures meaningless"
+        )
+    return value
+
+
 def _secret_from_airflow() -> str | None:
-    """The configured secret, or None. Lookup errors are logged by type only."""
+    """The configured secret, or None. Lookup errors are logged by type only; a blank one raises."""
     from airflow.sdk import BaseHook, Variable
 
     try:
         password = BaseHook.get_connection(WEBHOOK_CONN_ID).password
-        if password:
-            return str(password)
     except Exception as exc:  # a missing connection is normal; the variable is the alternative
         log.debug("No usable connection %r (%s)", WEBHOOK_CONN_ID, type(exc).__name__)
+        password = None
+    if password:
+        return checked_secret(str(password), f"the password of the Airflow connection '{WEBHOOK_CONN_ID}'")
     try:
         value = Variable.get(WEBHOOK_VARIABLE, default=None)
     except Exception as exc:
         log.warning("Could not read Airflow variable %r (%s)", WEBHOOK_VARIABLE, type(exc).__name__)
         return None
-    return str(value) if value else None
+    return checked_secret(str(value), f"the Airflow variable '{WEBHOOK_VARIABLE}'") if value else None
 
 
 class WebhookSecret:
@@ -99,6 +119,7 @@ class WebhookSecret:
         self._ttl_s = ttl_s
         self._clock = clock
         self._value: str | None = None
+        self._problem: BlankSecretError | None = None
         self._expires = float("-inf")
         self._lock = threading.Lock()
 
@@ -106,10 +127,16 @@ class WebhookSecret:
         return "WebhookSecret(<hidden>)"
 
     def get(self) -> str | None:
+        """The secret, None when none is configured; ``BlankSecretError`` when it is blank."""
         with self._lock:
             if self._clock() >= self._expires:
-                self._value = self._lookup()
+                try:
+                    self._value, self._problem = self._lookup(), None
+                except BlankSecretError as exc:
+                    self._value, self._problem = None, exc
                 self._expires = self._clock() + self._ttl_s
+            if self._problem is not None:
+                raise self._problem
             return self._value
 
 
@@ -240,7 +267,11 @@ def create_app(
             raw = await _read_body(request, MAX_BODY_BYTES)
         except _TooLargeError:
             return _answer(413, "rejected", f"body larger than {MAX_BODY_BYTES} bytes")
-        key = await run_in_threadpool(the_secret.get)
+        try:
+            key = await run_in_threadpool(the_secret.get)
+        except BlankSecretError as exc:
+            log.error("Webhook POST refused with 503: %s", exc)
+            return _answer(503, "unavailable", str(exc))
         if not key:
             log.error("Webhook POST refused with 503: %s", MISSING_SECRET)
             return _answer(503, "unavailable", MISSING_SECRET)
@@ -264,7 +295,7 @@ def create_app(
             return _answer(400, "rejected", str(exc))
         try:
             return await run_in_threadpool(lambda: _handle(the_inbox(), notification))
-        except Exception as exc:  # storage trouble: 503 makes Nylas deliver the notification again
+        except OSError as exc:  # storage trouble: 503 makes Nylas deliver the notification again
             log.error(
                 "Could not store notification %s in %s (%s: %s); answered 503 so Nylas retries",
                 notification.id,
@@ -273,6 +304,17 @@ def create_app(
                 exc,
             )
             return _answer(503, "unavailable", "the notification could not be stored; retry later")
+        except Exception as exc:  # this content cannot be stored as a notification: a retry cannot help
+            reason = f"could not be stored as a notification ({type(exc).__name__}: {exc})"
+            try:
+                kept = await run_in_threadpool(lambda: the_inbox().quarantine_body(body, reason))
+            except OSError as storage:
+                log.error(
+                    "Could not quarantine notification %s (%s)", notification.id, type(storage).__name__
+                )
+                return _answer(503, "unavailable", "the notification could not be stored; retry later")
+            log.error("Notification %s %s; its body is quarantined as %s", notification.id, reason, kept)
+            return _answer(200, "quarantined", reason)
 
     return app
 
@@ -303,6 +345,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     import uvicorn
 
     logging.basicConfig(level=os.environ.get("NYLAS_DATAVERSE_LOG_LEVEL", "INFO"))
+    try:
+        if _secret_from_airflow() is None:
+            log.warning("Starting without a webhook secret; POSTs get 503 until %s", MISSING_SECRET)
+    except BlankSecretError as exc:
+        log.error("Not starting: %s", exc)
+        return 2
     uvicorn.run(create_standalone_app(args.project_root), host=args.host, port=args.port, proxy_headers=True)
     return 0
 

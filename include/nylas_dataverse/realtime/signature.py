@@ -15,8 +15,8 @@ SIGNATURE_HEADER = "X-Nylas-Signature"
 
 def compute_signature(secret: str, body: bytes) -> str:
     """The lowercase hex digest Nylas sends for ``body``."""
-    if not secret:
-        raise ValueError("the webhook secret is empty; an empty key would accept forged notifications")
+    if not secret.strip():
+        raise ValueError("the webhook secret is blank; a blank key would accept forged notifications")
     return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 

@@ -1,7 +1,8 @@
 """An event trigger for Airflow's ``AssetWatcher``: polls the webhook inbox and fires per claimed batch.
 
-It runs in the triggerer. Every ``poll_interval`` seconds it claims whatever is pending as one batch
-and yields an event naming it; Airflow records an asset event and the real-time DAG runs. Several
+It runs in the triggerer. Every ``poll_interval`` seconds it claims the oldest pending notifications
+(and retries that are due) as one bounded batch (``settings.BatchLimits``) and yields an event naming
+it; Airflow records an asset event and the real-time DAG runs. Several
 events that arrive while a run is going are folded into the next run, which processes every open
 batch, so no batch depends on its own event. On start it also announces batches that were claimed
 but never finished (a crash between claiming and the event being recorded), so none is stranded.
