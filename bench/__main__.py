@@ -20,7 +20,17 @@ from bench.machine import describe_machine
 from bench.sandbox_process import SandboxProcess
 
 RESULTS = PROJECT_ROOT / "bench" / "results.json"
-FIGURES = ("transform", "e2e", "throttled", "multi_grant", "memory", "dashboard", "realtime", "app_users")
+FIGURES = (
+    "transform",
+    "e2e",
+    "throttled",
+    "multi_grant",
+    "memory",
+    "dashboard",
+    "realtime",
+    "app_users",
+    "dag_parse",
+)
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -95,6 +105,11 @@ def main(argv: list[str] | None = None) -> int:
                 measured["app_users"] = app_users.measure(
                     harness, app_users.QUICK if args.quick else app_users.ScalingPlan()
                 )
+            if "dag_parse" in wanted:
+                from bench import dag_parse
+
+                parse_sizes = dag_parse.QUICK_SIZES if args.quick else dag_parse.SIZES
+                measured["dag_parse"] = dag_parse.measure(workdir / "dag_parse", sizes=parse_sizes)
     finally:
         if args.keep:
             say(f"Kept {workdir}")
@@ -181,9 +196,28 @@ def _results(measured: dict[str, Any], plan: Any, *, quick: bool, seconds: float
     if "app_users" in measured:
         for users, ratio in measured["app_users"]["scaling"].items():
             results[f"app_user_scaling_{users}"] = ratio
+    if "dag_parse" in measured:
+        for key in ("dag_parse_max_file_s", "task_config_s", "task_parse_s", "full_parse_s"):
+            results[key] = measured["dag_parse"][key]
     results["details"] = measured
     results["plan"] = {k: v for k, v in vars(plan).items()}
     return results
+
+
+def _by_size(results: dict[str, Any], key: str, fmt: str, pick: Any) -> str:
+    """One entry of a figure measured per number of grants ({"1": s, "5000": s}), with its size."""
+    if key not in results or not results[key]:
+        return "-"
+    size = pick(results[key], key=int)
+    return f"{fmt.format(results[key][size])} ({int(size):,})"
+
+
+def _largest(results: dict[str, Any], key: str, fmt: str) -> str:
+    return _by_size(results, key, fmt, max)
+
+
+def _smallest(results: dict[str, Any], key: str, fmt: str) -> str:
+    return _by_size(results, key, fmt, min)
 
 
 def _table(results: dict[str, Any]) -> str:
@@ -279,6 +313,14 @@ def _table(results: dict[str, Any]) -> str:
             ">= 3.4x",
             met("app_user_scaling_4", lambda v: v >= 3.4),
         ),
+        (
+            "slowest DAG file parse + serialize, most grants",
+            _largest(results, "dag_parse_max_file_s", "{} s"),
+            "<= 10 s",
+            met("dag_parse_max_file_s", lambda v: max(v.values()) <= 10.0),
+        ),
+        ("  a task's grant lookup, 1 grant", _smallest(results, "task_config_s", "{} s"), "", ""),
+        ("  a task's grant lookup, most grants", _largest(results, "task_config_s", "{} s"), "", ""),
     ]
     if "throttled_settings" in results:
         settings = results["throttled_settings"]

@@ -131,6 +131,44 @@ def test_an_invalid_grant_is_reported_by_name_and_the_others_still_load(
     assert "policy.internal_only" in error
 
 
+def test_a_key_given_twice_in_one_grant_removes_only_that_grants_dag(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = (PROJECT_ROOT / "include" / "grants.yaml").read_text()
+    lines = text.splitlines()
+    at = lines.index("  - key: bob") + 1  # 0-based index of the line after bob's key
+    lines.insert(at + 1, "    page_size: 50")
+    lines.insert(at + 2, "    page_size: 100")
+    bad = tmp_path / "grants.yaml"
+    bad.write_text("\n".join(lines) + "\n")
+    monkeypatch.setenv("NYLAS_DATAVERSE_CONFIG", str(bad))
+
+    bag = _bag()
+
+    assert set(bag.dag_ids) == {"nylas_to_dataverse__alice", "nylas_to_dataverse__carol", *ALWAYS}
+    [(path, error)] = bag.import_errors.items()
+    assert path.endswith("nylas_to_dataverse_config_check.py")
+    assert f"grant 'bob': key 'page_size': given twice, at lines {at + 2} and {at + 3}" in error
+
+
+def test_two_grants_sharing_a_grant_id_both_stay_out_and_are_named_with_their_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = yaml.safe_load((PROJECT_ROOT / "include" / "grants.yaml").read_text())
+    config["grants"][2]["grant_id"] = config["grants"][0]["grant_id"]
+    bad = tmp_path / "grants.yaml"
+    bad.write_text(yaml.safe_dump(config, sort_keys=False))
+    monkeypatch.setenv("NYLAS_DATAVERSE_CONFIG", str(bad))
+
+    bag = _bag()
+
+    assert set(bag.dag_ids) == {"nylas_to_dataverse__bob", *ALWAYS}
+    [error] = bag.import_errors.values()
+    assert "grant 'alice': key 'grant_id': this entry (line " in error
+    assert "the same Nylas grant id as grant 'carol' (line " in error
+    assert "the same Nylas grant id as grant 'alice' (line " in error
+
+
 def test_a_missing_grants_file_is_a_clear_import_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

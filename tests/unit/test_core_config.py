@@ -15,7 +15,8 @@ DROP = object()  # marks a key to remove from the base grant
 
 
 def grant(**overrides: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {"key": "alice", "grant_id": "g-alice", "start_date": datetime.date(2026, 11, 2)}
+    key = overrides.get("key", "alice")
+    base: dict[str, Any] = {"key": "alice", "grant_id": f"g-{key}", "start_date": datetime.date(2026, 11, 2)}
     base.update(overrides)
     return {k: v for k, v in base.items() if v is not DROP}
 
@@ -212,14 +213,15 @@ def test_limits_are_inclusive(field: str, value: int) -> None:
         ),
         pytest.param(
             "grants: []\ngrants: []\n",
-            "include/grants.yaml: invalid YAML at line 2, column 1: found duplicate key 'grants'",
+            "include/grants.yaml: invalid YAML at line 2, column 1: found duplicate key 'grants'"
+            " (first at line 1)",
             id="duplicate-top-level-key",
         ),
         pytest.param(
-            "grants:\n  - key: alice\n    grant_id: g\n    start_date: 2026-11-02\n"
-            "    page_size: 5\n    page_size: 9\n",
-            "include/grants.yaml: invalid YAML at line 6, column 5: found duplicate key 'page_size'",
-            id="duplicate-key-inside-a-grant",
+            "defaults:\n  page_size: 5\n  policy: {}\n  page_size: 9\ngrants: []\n",
+            "include/grants.yaml: invalid YAML at line 4, column 3: found duplicate key 'page_size'"
+            " (first at line 2)",
+            id="duplicate-key-in-defaults",
         ),
         pytest.param(
             "grants: []\n\x07",
@@ -584,10 +586,10 @@ def test_a_repeated_grant_key_is_an_error_on_the_later_one() -> None:
     result = parse({"grants": [grant(grant_id="first"), grant(key="bob"), grant(grant_id="second")]})
     error = only_error(result)
     assert str(error) == (
-        "include/grants.yaml: grants[2]: key 'key': duplicate key 'alice', already used by grants[0];"
-        " every grant needs its own key"
+        "include/grants.yaml: grants[2]: key 'key': duplicate key 'alice', already used by grants[0]"
+        " (line 2); every grant needs its own key"
     )
-    assert [(g.key, g.grant_id) for g in result.grants] == [("alice", "first"), ("bob", "g-alice")]
+    assert [(g.key, g.grant_id) for g in result.grants] == [("alice", "first"), ("bob", "g-bob")]
 
 
 def test_a_repeated_key_is_reported_even_when_the_first_grant_is_invalid() -> None:
@@ -676,3 +678,67 @@ def test_bad_create_contacts_settings_name_the_key(policy: dict[str, Any], expec
     error = only_error(parse({"grants": [grant(policy=policy)]}))
     assert expected in error.message
     assert next(iter(policy)) in str(error)
+
+
+# ------------------------------------------------------------------------------------------------
+# the same thing given twice (issue 11)
+
+TWICE = """\
+grants:
+  - key: alice
+    grant_id: g-alice
+    start_date: 2026-11-02
+    page_size: 5
+    page_size: 9
+  - key: bob
+    grant_id: g-bob
+    start_date: 2026-11-02
+    policy:
+      skip_automated: true
+      skip_automated: false
+  - key: carol
+    grant_id: g-carol
+    start_date: 2026-11-02
+"""
+
+
+def test_a_key_given_twice_inside_a_grant_is_that_grants_error_naming_both_lines() -> None:
+    result = parse(TWICE)
+    assert [str(error) for error in result.errors] == [
+        "include/grants.yaml: grant 'alice': key 'page_size': given twice, at lines 5 and 6;"
+        " YAML would silently keep only the last value, so remove one of them",
+        "include/grants.yaml: grant 'bob': key 'skip_automated': given twice, at lines 11 and 12;"
+        " YAML would silently keep only the last value, so remove one of them",
+    ]
+    assert [g.key for g in result.grants] == ["carol"]
+
+
+def test_a_key_given_twice_in_a_grant_without_a_usable_key_names_the_entry_by_index() -> None:
+    text = "grants:\n  - key: Not A Slug\n    grant_id: a\n    grant_id: b\n    start_date: 2026-11-02\n"
+    error = only_error(parse(text))
+    assert (error.grant, error.key) == ("grants[0]", "grant_id")
+    assert "at lines 3 and 4" in error.message
+
+
+def test_two_grants_with_one_grant_id_are_both_errors_naming_each_other_by_line() -> None:
+    text = (
+        "grants:\n"
+        "  - {key: alice, grant_id: shared-id, start_date: 2026-11-02}\n"
+        "  - {key: bob, grant_id: g-bob, start_date: 2026-11-02}\n"
+        "  - {key: carol, grant_id: shared-id, start_date: 2026-11-02}\n"
+    )
+    result = parse(text)
+    assert [(e.grant, e.key) for e in result.errors] == [("alice", "grant_id"), ("carol", "grant_id")]
+    assert result.errors[0].message.startswith(
+        "this entry (line 2) has the same Nylas grant id as grant 'carol' (line 4);"
+    )
+    assert result.errors[1].message.startswith(
+        "this entry (line 4) has the same Nylas grant id as grant 'alice' (line 2);"
+    )
+    assert [g.key for g in result.grants] == ["bob"]
+
+
+def test_a_disabled_entry_may_keep_the_grant_id_of_its_replacement() -> None:
+    result = parse({"grants": [grant(grant_id="same", enabled=False), grant(key="alice2", grant_id="same")]})
+    assert result.errors == ()
+    assert [(g.key, g.enabled) for g in result.grants] == [("alice", False), ("alice2", True)]

@@ -54,11 +54,12 @@ Rules:
   merged one key at a time, so a grant can change one policy option and inherit the rest.
 - Unknown keys are errors (a typo must never be silently ignored), with a "did you mean" hint when a
   known key is close. A key repeated inside one YAML mapping is an error too (YAML would keep only the
-  last value).
+  last value), naming the lines of both; inside a grant's entry it is that grant's error.
 - Invalid YAML, a bad top-level shape or a bad `defaults` section is one error for the whole file and no
   grant loads. A bad grant is one error naming that grant (by `key`, or `grants[<index>]` when the key
   itself is unusable) and the other grants still load. When two grants share a key, the later one is
-  the error.
+  the error. When two enabled grants share a `grant_id` (one mailbox, two DAGs), both are errors, each
+  naming the other and its line.
 - Addresses and domains are casefolded (the same comparison every other module uses); domains match
   exactly, subdomains are not implied.
 - Integers must be YAML integers (`true` is not 1); dates are YAML dates or `YYYY-MM-DD` strings.
@@ -485,38 +486,126 @@ class _Overrides:
 # YAML loading
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that rejects repeated keys and leaves impossible dates (2026-13-45) as strings."""
+@dataclass(frozen=True)
+class _RepeatedKey:
+    """A key given twice in one YAML mapping: where both are (1-based lines) and where the second is."""
+
+    key: object
+    first_line: int
+    line: int
+    column: int
+    index: int  # character offset of the second one, to find the grant entry that holds it
+
+
+class _Strict:
+    """Loader behaviour on top of SafeLoader: record repeated keys, leave impossible dates
+    (2026-13-45) as strings."""
+
+    repeated: list[_RepeatedKey]
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)  # type: ignore[call-arg]
+        self.repeated = []
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
-        seen: list[object] = []
+        seen: list[tuple[object, int]] = []
         for key_node, _ in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
                 continue
-            key = self.construct_object(key_node, deep=True)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    "while constructing a mapping",
-                    node.start_mark,
-                    f"found duplicate key {key!r}; YAML would silently keep only the last value",
-                    key_node.start_mark,
-                )
-            seen.append(key)
-        return super().construct_mapping(node, deep=deep)
+            key = self.construct_object(key_node, deep=True)  # type: ignore[attr-defined]
+            first = next((line for earlier, line in seen if earlier == key), None)
+            mark = key_node.start_mark
+            if first is not None:
+                self.repeated.append(_RepeatedKey(key, first, mark.line + 1, mark.column + 1, mark.index))
+            else:
+                seen.append((key, mark.line + 1))
+        return super().construct_mapping(node, deep=deep)  # type: ignore[misc, no-any-return]
 
     def construct_lenient_timestamp(self, node: yaml.ScalarNode) -> object:
         try:
-            return self.construct_yaml_timestamp(node)
+            return self.construct_yaml_timestamp(node)  # type: ignore[attr-defined]
         except ValueError:
-            return self.construct_scalar(node)
+            return self.construct_scalar(node)  # type: ignore[attr-defined]
 
 
-_StrictLoader.add_constructor("tag:yaml.org,2002:timestamp", _StrictLoader.construct_lenient_timestamp)
+class _StrictLoader(_Strict, yaml.SafeLoader):
+    pass
 
 
-def _load_yaml(text: str) -> object:
+# libyaml reads a large file about five times faster; its error messages differ, so a file it rejects
+# is read again by the pure-Python loader, whose messages the errors quote.
+_LOADERS: tuple[type[_Strict], ...] = (_StrictLoader,)
+if getattr(yaml, "__with_libyaml__", False):
+
+    class _FastStrictLoader(_Strict, yaml.CSafeLoader):
+        pass
+
+    _LOADERS = (_FastStrictLoader, _StrictLoader)
+
+for _loader in _LOADERS:
+    _loader.add_constructor("tag:yaml.org,2002:timestamp", _Strict.construct_lenient_timestamp)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class _Document:
+    """The grants file as YAML values, where each `grants` entry starts and ends, and its repeated keys."""
+
+    data: object
+    entry_spans: tuple[tuple[int, int, int], ...]  # (start offset, end offset, first line) per entry
+    repeated: tuple[_RepeatedKey, ...]
+
+    def entry_line(self, index: int) -> int | None:
+        return self.entry_spans[index][2] if index < len(self.entry_spans) else None
+
+    def entry_of(self, repeated: _RepeatedKey) -> int | None:
+        """The index of the `grants` entry holding this repeated key, or None when it is outside them."""
+        for index, (start, end, _) in enumerate(self.entry_spans):
+            if start <= repeated.index < end:
+                return index
+        return None
+
+
+def _entry_spans(root: yaml.Node | None) -> tuple[tuple[int, int, int], ...]:
+    if not isinstance(root, yaml.MappingNode):
+        return ()
+    spans: tuple[tuple[int, int, int], ...] = ()
+    for key_node, value_node in root.value:  # the last `grants` wins, as in the constructed mapping
+        if key_node.value == "grants" and isinstance(value_node, yaml.SequenceNode):
+            spans = tuple(
+                (item.start_mark.index, item.end_mark.index, item.start_mark.line + 1)
+                for item in value_node.value
+            )
+    return spans
+
+
+def _repeated_message(repeated: _RepeatedKey) -> str:
+    what = "" if isinstance(repeated.key, str) else f"key {repeated.key!r} "  # else the error names it
+    return (
+        f"{what}given twice, at lines {repeated.first_line} and {repeated.line};"
+        " YAML would silently keep only the last value, so remove one of them"
+    )
+
+
+def _compose(loader_class: type[_Strict], text: str) -> _Document:
+    loader: Any = None
     try:
-        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        loader = loader_class(text)  # reads the first characters already
+        root = loader.get_single_node()
+        data = None if root is None else loader.construct_document(root)
+        return _Document(data, _entry_spans(root), tuple(loader.repeated))
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def _load_yaml(text: str) -> _Document:
+    try:
+        try:
+            document = _compose(_LOADERS[0], text)
+        except (yaml.YAMLError, RecursionError):
+            if len(_LOADERS) == 1:
+                raise
+            document = _compose(_LOADERS[-1], text)  # raises the error with its usual message
     except yaml.MarkedYAMLError as exc:
         where = ""
         if exc.problem_mark is not None:
@@ -524,6 +613,16 @@ def _load_yaml(text: str) -> object:
         raise _InvalidValueError(None, f"invalid YAML{where}: {exc.problem or exc.context}") from None
     except (yaml.YAMLError, RecursionError) as exc:
         raise _InvalidValueError(None, f"invalid YAML: {' '.join(str(exc).split())}") from None
+    # A key repeated outside the grant entries (top level, defaults, alerts) concerns every grant.
+    for repeated in document.repeated:
+        if document.entry_of(repeated) is None:
+            raise _InvalidValueError(
+                None,
+                f"invalid YAML at line {repeated.line}, column {repeated.column}:"
+                f" found duplicate key {repeated.key!r} (first at line {repeated.first_line});"
+                " YAML would silently keep only the last value",
+            )
+    return document
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -671,7 +770,8 @@ def _grant(entry: object, defaults: _Overrides) -> GrantConfig:
 def parse_config(text: str, source: str) -> ConfigResult:
     """Validate the grants file `text`; `source` (a path, for messages) is never opened."""
     try:
-        document = _load_yaml(text)
+        loaded = _load_yaml(text)
+        document = loaded.data
         if not isinstance(document, dict):
             raise _InvalidValueError(
                 None, f"must be a mapping with a 'grants' list (got {_describe(document)})"
@@ -685,28 +785,69 @@ def parse_config(text: str, source: str) -> ConfigResult:
     except _InvalidValueError as exc:
         return ConfigResult(grants=(), errors=(ConfigError(source, None, exc.key, exc.message),))
 
-    grants: list[GrantConfig] = []
-    errors: list[ConfigError] = []
+    repeated_in: dict[int, _RepeatedKey] = {}
+    for repeated in loaded.repeated:  # those outside every entry were a whole-file error above
+        entry = loaded.entry_of(repeated)
+        if entry is not None:
+            repeated_in.setdefault(entry, repeated)
+
+    def line_of(index: int) -> str:
+        line = loaded.entry_line(index)
+        return f" (line {line})" if line is not None else ""
+
+    valid: dict[int, GrantConfig] = {}
+    errors: list[tuple[int, ConfigError]] = []
     first_index_of_key: dict[str, int] = {}
     for index, entry in enumerate(entries):
         name = _grant_name(entry)
         if name is not None and name in first_index_of_key:
-            errors.append(
-                ConfigError(
-                    source,
-                    f"grants[{index}]",
-                    "key",
-                    f"duplicate key '{name}', already used by grants[{first_index_of_key[name]}];"
-                    " every grant needs its own key",
-                )
+            first = first_index_of_key[name]
+            message = (
+                f"duplicate key '{name}', already used by grants[{first}]{line_of(first)};"
+                " every grant needs its own key"
             )
+            errors.append((index, ConfigError(source, f"grants[{index}]", "key", message)))
             continue
         if name is not None:
             first_index_of_key[name] = index
+        if index in repeated_in:
+            repeated = repeated_in[index]
+            shown = repeated.key if isinstance(repeated.key, str) else None
+            error = ConfigError(source, name or f"grants[{index}]", shown, _repeated_message(repeated))
+            errors.append((index, error))
+            continue
         try:
-            grants.append(_grant(entry, defaults))
+            valid[index] = _grant(entry, defaults)
         except _InvalidValueError as exc:
-            errors.append(ConfigError(source, name or f"grants[{index}]", exc.key, exc.message))
+            errors.append((index, ConfigError(source, name or f"grants[{index}]", exc.key, exc.message)))
+    errors.extend(_shared_grant_ids(valid, line_of, source))
+    shared = {index for index, _ in errors}
+    grants = [grant for index, grant in valid.items() if index not in shared]
     return ConfigResult(
-        grants=tuple(sorted(grants, key=lambda g: g.key)), errors=tuple(errors), alerts=alerts
+        grants=tuple(sorted(grants, key=lambda g: g.key)),
+        errors=tuple(error for _, error in sorted(errors, key=lambda pair: pair[0])),
+        alerts=alerts,
     )
+
+
+def _shared_grant_ids(
+    valid: Mapping[int, GrantConfig], line_of: Callable[[int], str], source: str
+) -> list[tuple[int, ConfigError]]:
+    """An error for every enabled grant whose Nylas grant id another enabled grant also has: two DAGs would
+    sync one mailbox, and which entry is meant cannot be told, so neither loads."""
+    by_id: dict[str, list[int]] = {}
+    for index, grant in valid.items():
+        if grant.enabled:
+            by_id.setdefault(grant.grant_id.casefold(), []).append(index)
+    errors: list[tuple[int, ConfigError]] = []
+    for indexes in by_id.values():
+        if len(indexes) < 2:
+            continue
+        for index in indexes:
+            others = ", ".join(f"grant '{valid[o].key}'{line_of(o)}" for o in indexes if o != index)
+            message = (
+                f"this entry{line_of(index)} has the same Nylas grant id as {others}; one mailbox is"
+                " synced by one entry only, so remove the extra entry (or set enabled: false on it)"
+            )
+            errors.append((index, ConfigError(source, valid[index].key, "grant_id", message)))
+    return errors

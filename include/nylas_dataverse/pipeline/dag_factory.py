@@ -21,11 +21,11 @@ from nylas_dataverse.core.window import run_window as run_day_window
 from nylas_dataverse.pipeline import layout
 from nylas_dataverse.pipeline.alerts import EXCEPTION_ATTRIBUTE, AlertCallback
 from nylas_dataverse.pipeline.failures import RetryWhenRetryable, announce, classify
-from nylas_dataverse.pipeline.report import TooManyFailuresError
-from nylas_dataverse.pipeline.run import Services, run_stage
 from nylas_dataverse.pipeline.staging import RunStaging, staging_root
-from nylas_dataverse.pipeline.summary import record_failure
 from nylas_dataverse.pipeline.timetable import UtcDayTimetable
+
+# The task bodies import the stages (and through them the hooks, msal, requests) when they run: parsing
+# builds DAGs only, and with thousands of grants every DAG file's parse time counts (docs/configuration.md).
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +91,9 @@ def build_dag(grant: GrantConfig, project_root: Path, alerts: AlertsConfig | Non
 
     def attempt(stage: str, staging: RunStaging | None, body: Any) -> Any:
         """Run a task body; on failure classify it once, record it, announce it, re-raise."""
+        from nylas_dataverse.pipeline.report import TooManyFailuresError
+        from nylas_dataverse.pipeline.summary import record_failure
+
         context = get_current_context()
         try:
             result = body()
@@ -166,6 +169,8 @@ def build_dag(grant: GrantConfig, project_root: Path, alerts: AlertsConfig | Non
     def pipeline() -> None:
         @task(pool=NYLAS_POOL, execution_timeout=dt.timedelta(hours=2))
         def extract() -> str:
+            from nylas_dataverse.pipeline.run import Services, run_stage
+
             context = get_current_context()
             dag_run = context["dag_run"]
 
@@ -189,6 +194,8 @@ def build_dag(grant: GrantConfig, project_root: Path, alerts: AlertsConfig | Non
             return str(staging.folder)
 
         def later_stage(stage: str, path: str) -> Any:
+            from nylas_dataverse.pipeline.run import Services, run_stage
+
             staging = _staging_for(root, grant, path)
             services = Services.for_grant(grant)
             return attempt(stage, staging, lambda: run_stage(stage, grant, staging, services))

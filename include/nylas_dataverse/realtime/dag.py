@@ -18,7 +18,7 @@ from airflow.sdk import DAG, Asset, AssetWatcher, dag, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from nylas_dataverse.core.config import REALTIME_DAG_ID
-from nylas_dataverse.pipeline.settings import load_grants
+from nylas_dataverse.pipeline.grants_index import load_all
 from nylas_dataverse.pipeline.staging import staging_root
 from nylas_dataverse.realtime.inbox import Inbox
 from nylas_dataverse.realtime.processor import RealtimeFailuresError, process_open_batches
@@ -76,7 +76,7 @@ def build_realtime_dag(project_root: Path) -> DAG:
     def realtime() -> None:
         @task(execution_timeout=dt.timedelta(minutes=30), priority_weight=10)
         def process() -> dict[str, Any]:
-            config = load_grants(project_root)
+            config = load_all(project_root)  # every grant: the validated index, not a new parse
             for error in config.errors:
                 log.warning(
                     "Grants file problem (notifications of grants not found wait for a fix): %s", error
