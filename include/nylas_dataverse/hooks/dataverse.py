@@ -3,10 +3,12 @@
 Connection: ``host`` = environment URL (``https://contoso.crm.dynamics.com``; no scheme means https),
 ``login`` = client (application) id, ``password`` = client secret, extras ``tenant_id`` (required),
 ``authority_host`` (default ``https://login.microsoftonline.com``), ``timeout`` (seconds, default 120) and
-``max_concurrency`` (requests in flight from this hook, default 4).
+``max_concurrency`` (requests in flight from this hook at most, default 52: Dataverse's limit per user).
 
-The hook is safe to share between threads: one MSAL application (one token cache), one session, and a
-semaphore around each HTTP send so the hook never has more than ``max_concurrency`` requests in flight.
+The hook is safe to share between threads: one MSAL application (one token cache), one session, and a pacing
+gate around each HTTP send (``_gate.py``, rule in ``core/pacing.py``): up to ``max_concurrency`` requests in
+flight while the window's execution-time budget lasts, then the service's ``x-ms-dop-hint`` (4 by default, the
+budget's refill rate); a 429 holds every thread until its ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from urllib.parse import quote, urlsplit
 import msal
 import requests
 
+from nylas_dataverse.core.pacing import MAX_CONCURRENT, Pacer
 from nylas_dataverse.hooks._base import RetryingServiceHook
 from nylas_dataverse.hooks._connection import (
     about_this_connection,
@@ -34,6 +37,7 @@ from nylas_dataverse.hooks._connection import (
     read_extras,
     required_text,
 )
+from nylas_dataverse.hooks._gate import PacingGate
 from nylas_dataverse.hooks._retry import GiveUp, RetryBudget, RetryPolicy, send_with_retry
 from nylas_dataverse.hooks.errors import (
     ConnectionConfigError,
@@ -131,7 +135,7 @@ class DataverseHook(RetryingServiceHook[DataverseSettings]):
 
     DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
     DEFAULT_TIMEOUT_S = 120.0
-    DEFAULT_MAX_CONCURRENCY = 4
+    DEFAULT_MAX_CONCURRENCY = MAX_CONCURRENT
     DEFAULT_RETRY_POLICY = RetryPolicy(
         max_attempts=8, max_total_wait_s=600.0, base_delay_s=1.0, max_delay_s=60.0
     )
@@ -158,7 +162,8 @@ class DataverseHook(RetryingServiceHook[DataverseSettings]):
         )
         self.dataverse_conn_id = dataverse_conn_id
         self._token_lock = threading.Lock()
-        self._semaphore: threading.BoundedSemaphore | None = None
+        self._gate: PacingGate | None = None
+        self._last_send = threading.local()
         self._app: Any = None
         self._token_requests = 0
         self._invalidated_token: str | None = None
@@ -173,7 +178,9 @@ class DataverseHook(RetryingServiceHook[DataverseSettings]):
     # --- connection -------------------------------------------------------------------------------
 
     def _settings_loaded(self, settings: DataverseSettings) -> None:
-        self._semaphore = threading.BoundedSemaphore(settings.max_concurrency)
+        # More than Dataverse's 52 per user would only draw 429s.
+        pacer = Pacer(burst=min(settings.max_concurrency, MAX_CONCURRENT))
+        self._gate = PacingGate(pacer, clock=self._clock, sleep=self._sleep)
 
     @property
     def api_url(self) -> str:
@@ -184,6 +191,18 @@ class DataverseHook(RetryingServiceHook[DataverseSettings]):
     def max_concurrency(self) -> int:
         """Requests this hook keeps in flight at most (the connection's ``max_concurrency`` extra)."""
         return self.settings.max_concurrency
+
+    def last_send_seconds(self) -> float:
+        """How long this thread's last request took on the wire (not counting time queued in the gate)."""
+        return float(getattr(self._last_send, "seconds", 0.0))
+
+    @property
+    def pacing(self) -> dict[str, object]:
+        """How the pacing gate has run so far: peak in flight, the 429s by code, the service's dop hint."""
+        gate = self._gate
+        if gate is None:
+            return {}
+        return gate.snapshot()
 
     def _load_settings(self) -> DataverseSettings:
         conn_id = self.dataverse_conn_id
@@ -540,8 +559,8 @@ class DataverseHook(RetryingServiceHook[DataverseSettings]):
         """Send one Web API request: token, concurrency cap, retries, one token refresh on 401."""
         session = self.get_conn()
         settings = self.settings
-        semaphore = self._semaphore
-        assert semaphore is not None
+        gate = self._gate
+        assert gate is not None
         full_url = self._absolute(url)
         request_headers = dict(headers or {})
         if json_body is not None:
@@ -562,14 +581,21 @@ class DataverseHook(RetryingServiceHook[DataverseSettings]):
             def send() -> requests.Response:
                 token, fresh = self._token()
                 sent.append((token, fresh))
-                with semaphore:
-                    return session.request(
+                entered, queued = gate.enter()
+                budget.started_at += queued  # queueing behind other requests is not waiting to retry
+                response: requests.Response | None = None
+                try:
+                    response = session.request(
                         method,
                         full_url,
                         data=data,
                         headers={**request_headers, "Authorization": f"Bearer {token}"},
                         timeout=settings.timeout_s,
                     )
+                    return response
+                finally:
+                    self._last_send.seconds = self._clock() - entered
+                    gate.leave(entered, response)
 
             try:
                 response = send_with_retry(

@@ -22,7 +22,11 @@ What a change set's answer means (whatever Dataverse does with the rest of the b
 
 A ``$batch`` that times out is split in half and each half sent on its own (a timed-out batch may have been
 applied; the duplicate-key rule keeps that safe), so a batch too big for the client timeout shrinks instead of
-timing out forever.
+timing out forever. Before that, batches are sized from the time per email the load has observed so far
+(``core/pacing.py`` ``planned_batch_size``): one batch is planned to take at most half the client timeout.
+
+A chunk's batches go out together through one pool per load (a thread per batch that may be in flight); the
+hook's pacing gate decides how many are in flight at once (a burst on a fresh window, then the refill rate).
 
 Decisions are processed in fixed chunks; when a chunk is finished its ledger entries are written to
 ``load/part-NNNNNN.json``. A retry or rerun skips chunks whose part has no failure and loads again the failed
@@ -54,6 +58,7 @@ from nylas_dataverse.core.config import GrantConfig
 from nylas_dataverse.core.identity import lookup_values, message_id_key
 from nylas_dataverse.core.ledger import LedgerEntry, Outcome
 from nylas_dataverse.core.mapping import EmailRecord
+from nylas_dataverse.core.pacing import observed_seconds_per_email, planned_batch_size
 from nylas_dataverse.core.records import Decision
 from nylas_dataverse.hooks.dataverse import DataverseHook
 from nylas_dataverse.hooks.dataverse_tables import (
@@ -79,6 +84,8 @@ log = logging.getLogger(__name__)
 CHUNK_SIZE = 250
 RETRY_ROUNDS = 6
 RETRY_BUDGET_S = 300.0
+# Chunks in progress at once (each holds its decisions in memory; their batches share the load's batch pool).
+CHUNK_WORKERS = 4
 _BACKOFF_BASE_S = 1.0
 _BACKOFF_MAX_S = 30.0
 
@@ -108,6 +115,8 @@ class _LoadState:
     bind_external_sender: bool = True
     sender_refusal_seen: bool = False
     batch_limit: int = 1_000_000
+    seconds_per_email: float = 0.0  # observed server time per email (see planned_batch_size)
+    batches: ThreadPoolExecutor | None = None
     done: Counter[str] = field(default_factory=Counter)
     chunks_done: int = 0
     emails_done: int = 0
@@ -215,10 +224,9 @@ class _ChunkLoader:
             retry: list[EmailRecord] = []
             waits: list[float] = []
             progressed = failed_transiently = False
-            for start in range(0, len(pending), self.batch_size):
-                batch = pending[start : start + self.batch_size]
-                bind = self.state.bind_external_sender
-                for record, answer in zip(batch, self._send(batch, bind), strict=True):
+            bind = self.state.bind_external_sender
+            for batch, answers in self._send_round(pending, bind):
+                for record, answer in zip(batch, answers, strict=True):
                     attempt = classify(answer)
                     if attempt.outcome is Outcome.FAILED and bind and self._sender_refused(answer, record):
                         retry.append(record)  # sent again at once, without the binding
@@ -292,18 +300,51 @@ class _ChunkLoader:
                 )
         return True
 
+    def _send_round(
+        self, pending: list[EmailRecord], bind: bool
+    ) -> list[tuple[list[EmailRecord], list[BatchOutcome]]]:
+        """Every pending record once, in batches sized by ``planned_batch_size``, sent together."""
+        size = self._planned_size()
+        batches = [pending[start : start + size] for start in range(0, len(pending), size)]
+        pool = self.state.batches
+        if pool is None or len(batches) == 1:
+            return [(batch, self._send(batch, bind)) for batch in batches]
+        return list(zip(batches, pool.map(lambda batch: self._send(batch, bind), batches), strict=True))
+
+    def _planned_size(self) -> int:
+        return planned_batch_size(
+            self.batch_size,
+            timeout_s=self.dataverse.settings.timeout_s,
+            seconds_per_email=self.state.seconds_per_email,
+        )
+
+    def _observe(self, seconds: float, emails: int) -> None:
+        with self.state.lock:
+            self.state.seconds_per_email = observed_seconds_per_email(
+                self.state.seconds_per_email, seconds, emails
+            )
+
     def _send(self, records: list[EmailRecord], bind: bool) -> list[BatchOutcome]:
         """One ``$batch`` for ``records``; a timed-out batch is split in half, each half sent on its own, and
         so is one Dataverse refuses as holding too many operations (the rest of the load then sends batches
         no larger than the half that was accepted)."""
-        if len(records) > self.state.batch_limit:
-            cut = self.state.batch_limit
+        cut = min(
+            self.state.batch_limit, self._planned_size()
+        )  # the plan may have shrunk since the round began
+        if len(records) > cut:
             return self._send(records[:cut], bind) + self._send(records[cut:], bind)
         try:
-            return self.dataverse.execute_batch(
+            answers = self.dataverse.execute_batch(
                 email_change_sets(records, bind_external_sender=bind), continue_on_error=True
             )
+            self._observe(self.dataverse.last_send_seconds(), len(records))
+            return answers
         except DataverseTimeoutError:
+            # It took longer than the timeout, by how much nobody knows: plan as if twice, and never send a
+            # batch this large again in this load.
+            self._observe(2 * self.dataverse.settings.timeout_s, len(records))
+            with self.state.lock:
+                self.state.batch_limit = min(self.state.batch_limit, max(1, len(records) // 2))
             if len(records) == 1:
                 return [BatchOutcome(ok=False, responses=())]
             half = len(records) // 2
@@ -407,21 +448,27 @@ def load_window(grant: GrantConfig, staging: RunStaging, dataverse: DataverseHoo
             state.emails_done += len(entries)
         progress.maybe_log(state)
 
-    workers = (
+    parallel = (
         dataverse.max_concurrency
         if grant.max_concurrency is None
         else min(grant.max_concurrency, dataverse.max_concurrency)
     )
+    workers = min(parallel, CHUNK_WORKERS)
     log.info(
-        "%s: %d messages in %d chunks, %d at a time, %d emails per $batch",
+        "%s: %d messages in %d chunks, %d at a time, up to %d $batch requests at once, %d emails per $batch",
         progress.label,
         total,
         total_chunks,
         workers,
+        parallel,
         grant.batch_size,
     )
     in_flight: set[Future[None]] = set()
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="load") as pool:
+    with (
+        ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="batch") as batches,
+        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="load") as pool,
+    ):
+        state.batches = batches
         for chunk in _chunks(staging, manifest):
             earlier = _earlier_part(staging, chunk.index, len(chunk.decisions))
             if earlier is not None and all(entry.outcome is not Outcome.FAILED for entry in earlier):
