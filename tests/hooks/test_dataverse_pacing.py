@@ -5,7 +5,8 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from nylas_dataverse.hooks.dataverse import DataverseHook
+from nylas_dataverse.hooks.dataverse import DataverseHook, InLookup
+from nylas_dataverse.hooks.errors import DataverseError
 from nylas_dataverse_sandbox.dataverse.throttle import ServiceProtectionLimits
 
 CALLS = 16
@@ -45,19 +46,46 @@ def test_a_concurrency_429_lowers_the_ceiling_and_every_call_still_succeeds(sand
 def test_execution_time_429s_hold_the_hook_until_the_window_frees_and_every_call_succeeds(
     sandbox: Any,
 ) -> None:
-    # A budget of 2 s per (real) 300 s window: the first few calls spend it; Retry-After then says when the
-    # window frees. The window is 3 s long here (time scale 0.01), costs are charged in full (1,000 ms each).
+    # A budget of 2 s per (real) 300 s window: two calls spend it; Retry-After then says when the window
+    # frees. The window is 1.5 s long here (time scale 0.005); each call is charged 1,000 ms in full.
     sandbox.dataverse.set_limits(
         ServiceProtectionLimits(
-            time_scale=0.01, max_execution_ms=2_000.0, cost_ms={"whoami": 1_000.0}, retry_after_growth=0.0
+            time_scale=0.005, max_execution_ms=2_000.0, cost_ms={"whoami": 1_000.0}, retry_after_growth=0.0
         )
     )
     hook = DataverseHook()
+    hook.whoami()
+    hook.whoami()  # the budget is spent
 
-    answers = whoami_from_threads(hook, 8)
+    answers = whoami_from_threads(hook, 6)
 
-    assert len(answers) == 8
+    assert len(answers) == 6
     assert all(answer["UserId"] for answer in answers)
     pacing = hook.pacing
     assert pacing["throttled_by_code"].get("0x80072321", 0) >= 1
     assert hook.throttled_count == sum(pacing["throttled_by_code"].values())
+
+
+def test_lookups_travel_as_get_parts_of_one_batch_and_a_missing_table_fails_only_its_own(
+    sandbox: Any,
+) -> None:
+    hook = DataverseHook()
+    contacts = list(hook.query("contacts", select=["emailaddress1"], page_size=3))
+    addresses = [row["emailaddress1"] for row in contacts if row.get("emailaddress1")][:3]
+    before = hook.request_count
+
+    answers = hook.query_in_batched(
+        [
+            InLookup("contacts", "emailaddress1", addresses, select=["contactid", "emailaddress1"]),
+            InLookup("nosuchtables", "emailaddress1", addresses, select=["emailaddress1"]),
+            InLookup("accounts", "emailaddress1", ["nobody@nowhere.example"], select=["accountid"]),
+        ]
+    )
+
+    assert hook.request_count - before == 1
+    found, missing, none = answers
+    assert isinstance(found, list)
+    assert {row["emailaddress1"].lower() for row in found} == {a.lower() for a in addresses}
+    assert isinstance(missing, DataverseError)
+    assert missing.status == 404
+    assert none == []
