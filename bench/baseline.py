@@ -86,7 +86,8 @@ def run_baseline(
     grant: GrantConfig, window: Window, nylas: NylasHook, dataverse: DataverseHook, *, threads: int = 1
 ) -> BaselineResult:
     result = BaselineResult(threads=threads)
-    pool = ThreadPoolExecutor(max_workers=threads) if threads > 1 else None
+    workers = threads
+    pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
     in_flight: set[Future[None]] = set()
     context = grant_context(grant, nylas)
     folder_roles = FolderRoles(context.folder_roles)
@@ -99,7 +100,7 @@ def run_baseline(
         org_domains=grant.org_domains,
     )
     no_directory = Directory.from_rows([])
-    threads = ThreadTracker()
+    tracker = ThreadTracker()
     after, before = window.query_bounds(grant.query_overlap)
     for raw in nylas.iter_messages(
         grant.grant_id,
@@ -124,7 +125,7 @@ def run_baseline(
             grant_email=context.email,
             folder_roles=folder_roles,
             known_external=lambda _address: False,
-            threads=threads,
+            threads=tracker,
         )
         if skip is not None:
             result.skipped += 1
@@ -134,7 +135,7 @@ def run_baseline(
             _write_one(record, dataverse, result)
             continue
         in_flight.add(pool.submit(_write_one, record, dataverse, result))
-        if len(in_flight) >= 4 * threads:
+        if len(in_flight) >= 4 * workers:
             finished, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
             for future in finished:
                 future.result()

@@ -10,6 +10,7 @@ from nylas_dataverse.core.pacing import (
     REQUEST_LIMIT_CODE,
     Answer,
     Pacer,
+    burst_batch_size,
     observed_seconds_per_email,
     planned_batch_size,
     read_number,
@@ -156,3 +157,16 @@ def test_the_cost_estimate_follows_a_slower_batch_at_once_and_a_faster_one_slowl
     assert slower == pytest.approx(1.2)
     assert observed_seconds_per_email(slower, 10.0, 50) == pytest.approx(1.2 - 1.0 / 4)
     assert observed_seconds_per_email(0.2, 5.0, 0) == 0.2
+
+
+@pytest.mark.parametrize(
+    ("total", "size"),
+    [(20, 50), (100, 50), (101, 25), (1_000, 25), (1_700, 25), (1_701, 50), (20_000, 50)],
+)
+def test_a_load_that_fits_in_one_window_goes_out_in_half_size_batches(total: int, size: int) -> None:
+    assert burst_batch_size(50, total) == size
+
+
+def test_half_of_an_odd_batch_size_rounds_up() -> None:
+    assert burst_batch_size(1, 1_000) == 1
+    assert burst_batch_size(3, 1_000) == 2

@@ -23,7 +23,8 @@ What a change set's answer means (whatever Dataverse does with the rest of the b
 A ``$batch`` that times out is split in half and each half sent on its own (a timed-out batch may have been
 applied; the duplicate-key rule keeps that safe), so a batch too big for the client timeout shrinks instead of
 timing out forever. Before that, batches are sized from the time per email the load has observed so far
-(``core/pacing.py`` ``planned_batch_size``): one batch is planned to take at most half the client timeout.
+(``core/pacing.py`` ``planned_batch_size``): one batch is planned to take at most half the client timeout; a
+load small enough to be a burst (``burst_batch_size``) uses batches of half the grant's ``batch_size``.
 
 A chunk's batches go out together through one pool per load (a thread per batch that may be in flight); the
 hook's pacing gate decides how many are in flight at once (a burst on a fresh window, then the refill rate).
@@ -58,7 +59,7 @@ from nylas_dataverse.core.config import GrantConfig
 from nylas_dataverse.core.identity import lookup_values, message_id_key
 from nylas_dataverse.core.ledger import LedgerEntry, Outcome
 from nylas_dataverse.core.mapping import EmailRecord
-from nylas_dataverse.core.pacing import observed_seconds_per_email, planned_batch_size
+from nylas_dataverse.core.pacing import burst_batch_size, observed_seconds_per_email, planned_batch_size
 from nylas_dataverse.core.records import Decision
 from nylas_dataverse.hooks.dataverse import DataverseHook
 from nylas_dataverse.hooks.dataverse_tables import (
@@ -434,7 +435,8 @@ def load_window(grant: GrantConfig, staging: RunStaging, dataverse: DataverseHoo
     staging.clear_after("load")
     staging.file(layout.LOAD_PARTS).mkdir(parents=True, exist_ok=True)
     state = _LoadState()
-    loader = _ChunkLoader(dataverse, grant.batch_size, state)
+    batch_size = burst_batch_size(grant.batch_size, int(manifest.get("counts", {}).get("to_load", total)))
+    loader = _ChunkLoader(dataverse, batch_size, state)
     total_chunks = -(-total // CHUNK_SIZE)
     progress = _Progress(f"Load {grant.key} {staging.label}", total_chunks, total, dataverse)
     resumed = retried = 0
@@ -461,7 +463,7 @@ def load_window(grant: GrantConfig, staging: RunStaging, dataverse: DataverseHoo
         total_chunks,
         workers,
         parallel,
-        grant.batch_size,
+        batch_size,
     )
     in_flight: set[Future[None]] = set()
     with (
