@@ -21,7 +21,6 @@ from nylas_dataverse.core.messages import parse_message
 from nylas_dataverse.core.policy import FolderRoles
 from nylas_dataverse.hooks.dataverse import DataverseHook
 from nylas_dataverse.hooks.nylas import NylasHook
-from nylas_dataverse.pipeline import transform
 from nylas_dataverse.pipeline.directory import resolve_addresses
 from nylas_dataverse.pipeline.staging import RunStaging
 from nylas_dataverse_sandbox import personas
@@ -119,7 +118,7 @@ def _clear_load(harness: Harness, spec: dict[str, Any]) -> None:
     """Forget a finished load in staging (it would resume from its parts) so the next one starts over."""
     grant = grant_from_spec({**spec, "grants_config": harness.sandbox.grants_config})
     staging = RunStaging(ObjectStoragePath(Path(spec["staging"]).as_uri()), grant.dag_id, spec["day"])
-    staging.clear_from(transform.DOWNSTREAM)
+    staging.clear_after("transform")
 
 
 def _created(result: dict[str, Any]) -> int:
