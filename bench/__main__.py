@@ -172,7 +172,7 @@ def _realistic(
                 day=realistic._DAYS["burst"],
                 time_scale=plan.cost_profile_time_scale,
                 cost_profile=profile,
-                baseline_threads=(1, 4, 8),
+                baseline_threads=plan.cost_profile_baseline_threads,
             )
             profiles[profile] = {"sustained": sustained, "burst": burst}
         measured["cost_profiles"] = profiles
