@@ -30,6 +30,12 @@ FIGURES = (
     "realtime",
     "app_users",
     "dag_parse",
+    "day_sizes",
+    "lookup",
+    "burst",
+    "sustained",
+    "real_speed",
+    "cost_profiles",
 )
 
 
@@ -92,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
                 measured["multi_grant"] = figures.multi_grant(harness, plan)
             if "memory" in wanted:
                 measured["memory"] = figures.peak_memory(harness, plan)
+            _realistic(harness, plan, wanted, measured, quick=args.quick)
             if "dashboard" in wanted:
                 from bench import dashboard
 
@@ -125,6 +132,71 @@ def main(argv: list[str] | None = None) -> int:
     print()
     say(f"Wrote {args.output} in {(time.monotonic() - started) / 60:.1f} min")
     return 0
+
+
+def _realistic(
+    harness: Harness, plan: Any, wanted: set[str], measured: dict[str, Any], *, quick: bool
+) -> None:
+    """The figures of issue 15 (bench/realistic.py)."""
+    from bench import figures, realistic
+
+    if "day_sizes" in wanted:
+        measured["day_sizes"] = realistic.requests_by_day_size(
+            harness, plan.day_sizes, plan.org_mailbox_emails
+        )
+    if "lookup" in wanted:
+        measured["lookup"] = realistic.lookup_cost(plan.lookup_sizes)
+    if "burst" in wanted:
+        measured["burst"] = realistic.speedup(
+            harness,
+            label="burst",
+            count=plan.burst_messages,
+            day=realistic._DAYS["burst"],
+            time_scale=plan.burst_time_scale,
+            cost_profile="typical",
+            baseline_threads=(1, 4, 8),
+        )
+    if "sustained" in wanted:
+        measured["sustained"] = realistic.speedup(
+            harness,
+            label="sustained",
+            count=plan.sustained_messages,
+            day=realistic._DAYS["sustained"],
+            time_scale=plan.sustained_time_scale,
+            cost_profile="typical",
+            baseline_threads=plan.sustained_baseline_threads,
+        )
+    if "real_speed" in wanted:
+        measured["real_speed"] = figures.throttled_throughput(
+            harness,
+            plan,
+            [(figures.DEFAULT_BATCH_SIZE, figures.DEFAULT_MAX_CONCURRENCY)],
+            cost_profile="typical",
+            time_scale=plan.burst_time_scale if quick else 1.0,
+            windows_measured=plan.real_speed_windows,
+        )
+    if "cost_profiles" in wanted:
+        profiles: dict[str, Any] = {}
+        for profile in plan.cost_profiles:
+            sustained = figures.throttled_throughput(
+                harness,
+                plan,
+                [(figures.DEFAULT_BATCH_SIZE, figures.DEFAULT_MAX_CONCURRENCY)],
+                cost_profile=profile,
+                time_scale=plan.cost_profile_time_scale,
+                windows_measured=1,
+            )
+            burst = realistic.speedup(
+                harness,
+                label=f"burst-{profile}",
+                count=plan.cost_profile_burst_messages,
+                day=realistic._DAYS["burst"],
+                time_scale=plan.cost_profile_time_scale,
+                cost_profile=profile,
+                baseline_threads=plan.cost_profile_baseline_threads,
+            )
+            profiles[profile] = {"sustained": sustained, "burst": burst}
+        measured["cost_profiles"] = profiles
 
 
 _RUN_KEYS = ("date", "machine", "quick", "bench_seconds", "plan")
@@ -184,6 +256,7 @@ def _results(measured: dict[str, Any], plan: Any, *, quick: bool, seconds: float
         results["multi_grant_429s_with_pool"] = pooled["server_429s"]
         results["multi_grant_emails_per_s_without_pool"] = modes["without_pool"]["emails_per_s"]
         results["multi_grant_emails_per_s_with_pool"] = pooled["emails_per_s"]
+    _realistic_results(measured, results)
     if "dashboard" in measured:
         dashboard_figures = measured["dashboard"]
         results["dashboard_overview_s"] = dashboard_figures["overview_s"]
@@ -218,6 +291,44 @@ def _largest(results: dict[str, Any], key: str, fmt: str) -> str:
 
 def _smallest(results: dict[str, Any], key: str, fmt: str) -> str:
     return _by_size(results, key, fmt, min)
+
+
+def _realistic_results(measured: dict[str, Any], results: dict[str, Any]) -> None:
+    if "day_sizes" in measured:
+        sizes = measured["day_sizes"]
+        results["requests_per_email_by_day_size"] = {
+            size: run["requests_per_email"] for size, run in sizes["by_day_size"].items()
+        }
+        results["requests_per_email_org_1000x50"] = sizes["org_mailbox_day"]["requests_per_email"]
+        results["platform_requests_per_email"] = {
+            size: run["platform_requests_per_email"] for size, run in sizes["by_day_size"].items()
+        } | {"org_mailbox_day_50": sizes["org_mailbox_day"]["platform_requests_per_email"]}
+    if "lookup" in measured:
+        lookup = measured["lookup"]
+        results["lookup_cost_vs_table_size"] = {
+            "indexed": lookup["indexed_ratio_big_vs_small"],
+            "scan": lookup["scan_ratio_big_vs_small"],
+            "sizes": list(lookup["sizes"]),
+        }
+    if "burst" in measured:
+        results["burst_speedup_vs_best_baseline"] = measured["burst"]["speedup"]
+    if "sustained" in measured:
+        results["sustained_speedup_vs_best_baseline"] = measured["sustained"]["speedup"]
+    if "real_speed" in measured:
+        run = measured["real_speed"]["runs"][0]
+        results["sustained_fraction_of_exec_ceiling_real_speed"] = run["fraction_of_ceiling"]
+        results["real_speed_unhandled_429s"] = run["server_429s"] - run["client_429s_retried"]
+        results["real_speed_time_scale"] = measured["real_speed"]["time_scale"]
+    if "cost_profiles" in measured:
+        results["cost_profiles"] = {
+            profile: {
+                "sustained_emails_per_s": runs["sustained"]["runs"][0]["emails_per_s"],
+                "sustained_fraction_of_ceiling": runs["sustained"]["runs"][0]["fraction_of_ceiling"],
+                "burst_speedup_vs_best_baseline": runs["burst"]["speedup"],
+                "time_scale": runs["sustained"]["time_scale"],
+            }
+            for profile, runs in measured["cost_profiles"].items()
+        }
 
 
 def _table(results: dict[str, Any]) -> str:
@@ -263,6 +374,30 @@ def _table(results: dict[str, Any]) -> str:
             value("e2e_speedup_lookup_scan_excluded_estimate", "{}x"),
             "",
             "",
+        ),
+        (
+            "org of 1,000 mailboxes x 50: requests per email",
+            value("requests_per_email_org_1000x50"),
+            "<= 0.10",
+            met("requests_per_email_org_1000x50", lambda v: v <= 0.10),
+        ),
+        (
+            "burst (1,000, real speed) vs best baseline",
+            value("burst_speedup_vs_best_baseline", "{}x"),
+            ">= 1.5x",
+            met("burst_speedup_vs_best_baseline", lambda v: v >= 1.5),
+        ),
+        (
+            "sustained (20,000) vs best baseline",
+            value("sustained_speedup_vs_best_baseline", "{}x"),
+            ">= 5x",
+            met("sustained_speedup_vs_best_baseline", lambda v: v >= 5),
+        ),
+        (
+            "real speed: fraction of the execution ceiling",
+            value("sustained_fraction_of_exec_ceiling_real_speed"),
+            ">= 0.90",
+            met("sustained_fraction_of_exec_ceiling_real_speed", lambda v: v >= 0.90),
         ),
         ("several grants: 429s without pool", value("multi_grant_429s_without_pool"), "", ""),
         ("several grants: 429s with pool", value("multi_grant_429s_with_pool"), "", ""),

@@ -32,7 +32,7 @@ from nylas_dataverse_sandbox.dataverse.throttle import (
 from nylas_dataverse_sandbox.nylas.bulk import BulkDay
 
 DEFAULT_BATCH_SIZE = 50
-DEFAULT_MAX_CONCURRENCY = 4
+DEFAULT_MAX_CONCURRENCY = DataverseHook.DEFAULT_MAX_CONCURRENCY  # 52: bursts, then paces to the dop hint
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,21 @@ class Plan:
     multi_grant_messages: int = 8_000
     pool_slots: int = 2
     tuned_max_concurrency: int = 8
+    # Issue 15 (bench/realistic.py)
+    day_sizes: tuple[int, ...] = (20, 200, 2_000, 20_000)
+    org_mailbox_emails: int = 50
+    burst_messages: int = 1_000
+    burst_time_scale: float = 1.0
+    sustained_messages: int = 20_000
+    sustained_time_scale: float = 0.1
+    sustained_baseline_threads: tuple[int, ...] = (4, 8)  # serial would take 8 times the 8-thread run
+    real_speed_windows: int = 1
+    cost_profiles: tuple[str, ...] = ("fast", "typical", "plugin-heavy")
+    cost_profile_time_scale: float = 0.1
+    cost_profile_burst_messages: int = 1_000
+    # The 8-thread baseline was the best of 1, 4 and 8 in every burst measured; the others add 8 minutes.
+    cost_profile_baseline_threads: tuple[int, ...] = (8,)
+    lookup_sizes: tuple[int, int] = (10_000, 1_000_000)
 
     @property
     def window_s(self) -> float:
@@ -64,6 +79,15 @@ QUICK_PLAN = Plan(
     throttled_windows=1,
     e2e_messages=1_500,
     multi_grant_messages=1_500,
+    day_sizes=(20, 200),
+    burst_messages=300,
+    burst_time_scale=0.1,
+    sustained_messages=1_500,
+    sustained_time_scale=0.02,
+    real_speed_windows=1,
+    cost_profile_time_scale=0.02,
+    cost_profile_burst_messages=200,
+    lookup_sizes=(1_000, 10_000),
 )
 
 # Bulk days lie after the seeded week, so a day holds only the generated mail of its figure.
@@ -201,17 +225,28 @@ def peak_memory(harness: Harness, plan: Plan) -> dict[str, Any]:
 # --- 2. throughput under service protection --------------------------------------------------------------
 
 
-def throttled_throughput(harness: Harness, plan: Plan, settings: list[tuple[int, int]]) -> dict[str, Any]:
+def throttled_throughput(
+    harness: Harness,
+    plan: Plan,
+    settings: list[tuple[int, int]],
+    *,
+    cost_profile: str = "fast",
+    time_scale: float | None = None,
+    windows_measured: int | None = None,
+    day: dt.date | None = None,
+) -> dict[str, Any]:
     """Emails created per second over whole (time-scaled) windows, against the ceiling of the same limits."""
     sandbox = harness.sandbox
-    limits = ServiceProtectionLimits(time_scale=plan.throttled_time_scale)
+    time_scale = time_scale or plan.throttled_time_scale
+    windows_wanted = windows_measured or plan.throttled_windows
+    limits = ServiceProtectionLimits(time_scale=time_scale, cost_profile=cost_profile)
     window = limits.window_real_s
-    day = _DAYS["throttled"]
+    day = day or _DAYS["throttled"]
     # Enough mail to keep the fastest setting busy for the measured windows and half a window more.
     fastest = max(ceiling_emails_per_s(limits, batch, parties_per_email=2) for batch, _ in settings)
-    count = math.ceil(fastest * window * (plan.throttled_windows + 0.5))
+    count = math.ceil(fastest * window * (windows_wanted + 0.5))
     sandbox.reset()
-    sandbox.set_limits(time_scale=plan.throttled_time_scale)
+    sandbox.set_limits(time_scale=time_scale, cost_profile=cost_profile)
     sandbox.add_bulk_day("alice", day, count)
     staging = harness.staging_dir("throttled")
     say(f"Throttled: staging a {count:,}-message day (extract + transform, not measured)")
@@ -226,6 +261,7 @@ def throttled_throughput(harness: Harness, plan: Plan, settings: list[tuple[int,
         )
         _clear_load(harness, spec)
         sandbox.reset_dataverse()  # rows, counters and service-protection windows start empty
+        sandbox.set_limits(time_scale=time_scale, cost_profile=cost_profile)
         ceiling = ceiling_emails_per_s(limits, batch_size, parties_per_email=parties, updates_per_email=1)
         say(
             f"Throttled: loading {count:,} emails, batch_size={batch_size}, max_concurrency={concurrency} "
@@ -267,6 +303,7 @@ def throttled_throughput(harness: Harness, plan: Plan, settings: list[tuple[int,
                 "client_retries": client["dataverse_retries"],
                 "throttle_wait_s": client["throttle_wait_s"],
                 "dataverse_requests": counters.get("requests", 0),
+                "pacing": result.get("pacing", {}),
             }
         )
         say(
@@ -275,7 +312,8 @@ def throttled_throughput(harness: Harness, plan: Plan, settings: list[tuple[int,
             f"{runs[-1]['server_429s']} 429s, all retried, {runs[-1]['failed']} failed"
         )
     return {
-        "time_scale": plan.throttled_time_scale,
+        "time_scale": time_scale,
+        "cost_profile": cost_profile,
         "window_s": window,
         "messages": count,
         "parties_per_email": round(parties, 3),

@@ -96,6 +96,7 @@ def run_pipeline(spec: dict[str, Any], result: dict[str, Any]) -> None:
         "nylas_requests": services.nylas.request_count,
         "token_requests": services.dataverse.token_requests,
     }
+    result["pacing"] = services.dataverse.pacing
     if spec.get("count_parties"):
         result["parties_per_email"] = mean_parties_per_email(staging)
     if "load" in spec["tasks"]:
@@ -108,7 +109,8 @@ def run_seed_baseline(spec: dict[str, Any], result: dict[str, Any]) -> None:
     nylas = NylasHook(grant.nylas_conn_id)
     started = time.time()
     clock = time.monotonic()
-    outcome = run_baseline(grant, day_window(dt.date.fromisoformat(spec["day"])), nylas, dataverse)
+    day = day_window(dt.date.fromisoformat(spec["day"]))
+    outcome = run_baseline(grant, day, nylas, dataverse, threads=int(spec.get("threads", 1)))
     result.update(started_at={"baseline": started}, seconds={"baseline": time.monotonic() - clock})
     result["baseline"] = outcome.as_dict()
     result["client"] = {

@@ -120,9 +120,10 @@ PROVIDER_INFO: dict[str, object] = {
                 },
                 "max_concurrency": {
                     "label": "Max concurrent requests from this hook",
-                    "description": "Requests one task keeps in flight at once. At least 1; empty means 4. "
+                    "description": "Requests one task keeps in flight at most (bursts; it paces to the "
+                    "service's x-ms-dop-hint once the window's budget runs low). At least 1; empty means 52. "
                     "Dataverse's service protection limits count per application user, across tasks.",
-                    "schema": {**_OPTIONAL_INT, "default": 4, "minimum": 1},
+                    "schema": {**_OPTIONAL_INT, "default": 52, "minimum": 1},
                 },
             },
         },

@@ -193,7 +193,7 @@ def test_dataverse_settings_from_a_generic_connection(monkeypatch: pytest.Monkey
     assert hook.api_url == "https://contoso.crm.dynamics.com/api/data/v9.2/"
     assert settings.scope == "https://contoso.crm.dynamics.com/.default"
     assert settings.authority == f"{AUTHORITY_HOST}/{TENANT_ID}"
-    assert (settings.timeout_s, settings.max_concurrency) == (45.0, 4)
+    assert (settings.timeout_s, settings.max_concurrency) == (45.0, 52)
     assert CLIENT_SECRET not in repr(settings)
 
 

@@ -3,10 +3,12 @@
 Connection: ``host`` = environment URL (``https://contoso.crm.dynamics.com``; no scheme means https),
 ``login`` = client (application) id, ``password`` = client secret, extras ``tenant_id`` (required),
 ``authority_host`` (default ``https://login.microsoftonline.com``), ``timeout`` (seconds, default 120) and
-``max_concurrency`` (requests in flight from this hook, default 4).
+``max_concurrency`` (requests in flight from this hook at most, default 52: Dataverse's limit per user).
 
-The hook is safe to share between threads: one MSAL application (one token cache), one session, and a
-semaphore around each HTTP send so the hook never has more than ``max_concurrency`` requests in flight.
+The hook is safe to share between threads: one MSAL application (one token cache), one session, and a pacing
+gate around each HTTP send (``_gate.py``, rule in ``core/pacing.py``): up to ``max_concurrency`` requests in
+flight while the window's execution-time budget lasts, then the service's ``x-ms-dop-hint`` (4 by default, the
+budget's refill rate); a 429 holds every thread until its ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import msal
 import requests
 
 from nylas_dataverse.core.attachments import DEFAULT_ORG_LIMIT_BYTES
+from nylas_dataverse.core.pacing import MAX_CONCURRENT, Pacer
 from nylas_dataverse.hooks._base import RetryingServiceHook
 from nylas_dataverse.hooks._connection import (
     about_this_connection,
@@ -36,6 +39,7 @@ from nylas_dataverse.hooks._connection import (
     read_extras,
     required_text,
 )
+from nylas_dataverse.hooks._gate import PacingGate
 from nylas_dataverse.hooks._retry import GiveUp, RetryBudget, RetryPolicy, send_with_retry
 from nylas_dataverse.hooks.dataverse_tables import MAX_UPLOAD_COLUMN, ORGANIZATIONS
 from nylas_dataverse.hooks.errors import (
@@ -52,6 +56,7 @@ from nylas_dataverse.hooks.odata import (
     BatchOperation,
     BatchOutcome,
     BatchRequest,
+    BatchResponse,
     ChangeSet,
     align_batch_outcomes,
     assign_content_ids,
@@ -92,9 +97,23 @@ MAX_TOKEN_REFRESHES = 10
 # (more than one, because a token can also die in transit on an overloaded machine or proxy).
 MAX_FRESH_REFUSALS = 3
 MAX_PAGE_SIZE = 5000
+MAX_BATCH_PARTS = 1000
+# A GET part Dataverse answered with one of these is asked again on its own, with the hook's retries.
+_PART_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _ENTITY_SET = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # A tenant GUID or a verified domain; a URL or a pasted sentence is a mistake worth naming.
 _TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*")
+
+
+@dataclass(frozen=True)
+class InLookup:
+    """One ``In`` lookup for :meth:`DataverseHook.query_in_batched` (the arguments of ``query_in``)."""
+
+    entity_set: str
+    property_name: str
+    values: Sequence[str]
+    select: Sequence[str]
+    extra_filter: str | None = None
 
 
 @dataclass(frozen=True)
@@ -137,7 +156,7 @@ class DataverseHook(RetryingServiceHook[DataverseSettings]):
 
     DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
     DEFAULT_TIMEOUT_S = 120.0
-    DEFAULT_MAX_CONCURRENCY = 4
+    DEFAULT_MAX_CONCURRENCY = MAX_CONCURRENT
     DEFAULT_RETRY_POLICY = RetryPolicy(
         max_attempts=8, max_total_wait_s=600.0, base_delay_s=1.0, max_delay_s=60.0
     )
@@ -164,7 +183,8 @@ class DataverseHook(RetryingServiceHook[DataverseSettings]):
         )
         self.dataverse_conn_id = dataverse_conn_id
         self._token_lock = threading.Lock()
-        self._semaphore: threading.BoundedSemaphore | None = None
+        self._gate: PacingGate | None = None
+        self._last_send = threading.local()
         self._app: Any = None
         self._token_requests = 0
         self._invalidated_token: str | None = None
@@ -180,7 +200,9 @@ class DataverseHook(RetryingServiceHook[DataverseSettings]):
     # --- connection -------------------------------------------------------------------------------
 
     def _settings_loaded(self, settings: DataverseSettings) -> None:
-        self._semaphore = threading.BoundedSemaphore(settings.max_concurrency)
+        # More than Dataverse's 52 per user would only draw 429s.
+        pacer = Pacer(burst=min(settings.max_concurrency, MAX_CONCURRENT))
+        self._gate = PacingGate(pacer, clock=self._clock, sleep=self._sleep)
 
     @property
     def api_url(self) -> str:
@@ -191,6 +213,18 @@ class DataverseHook(RetryingServiceHook[DataverseSettings]):
     def max_concurrency(self) -> int:
         """Requests this hook keeps in flight at most (the connection's ``max_concurrency`` extra)."""
         return self.settings.max_concurrency
+
+    def last_send_seconds(self) -> float:
+        """How long this thread's last request took on the wire (not counting time queued in the gate)."""
+        return float(getattr(self._last_send, "seconds", 0.0))
+
+    @property
+    def pacing(self) -> dict[str, object]:
+        """How the pacing gate has run so far: peak in flight, the 429s by code, the service's dop hint."""
+        gate = self._gate
+        if gate is None:
+            return {}
+        return gate.snapshot()
 
     def _load_settings(self) -> DataverseSettings:
         conn_id = self.dataverse_conn_id
@@ -424,6 +458,69 @@ class DataverseHook(RetryingServiceHook[DataverseSettings]):
         for url in urls:
             yield from self._pages(url, page_size, what=f"looking up {entity_set} by {property_name}")
 
+    def query_in_batched(
+        self, lookups: Sequence[InLookup], *, max_url_length: int = DEFAULT_MAX_URL_LENGTH
+    ) -> list[list[dict[str, Any]] | DataverseError]:
+        """Several ``In`` lookups as GET parts of one ``$batch``: one request for the service's request
+        count instead of one per lookup (every part still counts against the 24-hour platform allocation).
+
+        One result per lookup, in order: its rows, or the ``DataverseError`` its part was answered with (a
+        404 for a table the environment lacks, say), so one failed lookup does not hide the others. A part
+        answered 429 or 5xx, or not run, is asked again on its own with the hook's retries; further pages
+        (``@odata.nextLink``) are read one by one.
+        """
+        urls: list[tuple[int, str]] = []
+        for index, lookup in enumerate(lookups):
+            for url in in_query_urls(
+                self.api_url + _entity_set(lookup.entity_set),
+                lookup.property_name,
+                lookup.values,
+                select=lookup.select,
+                extra_filter=lookup.extra_filter,
+                max_url_length=max_url_length,
+            ):
+                urls.append((index, url))
+        results: list[list[dict[str, Any]] | DataverseError] = [[] for _ in lookups]
+        for start in range(0, len(urls), MAX_BATCH_PARTS):
+            part_urls = urls[start : start + MAX_BATCH_PARTS]
+            if len(part_urls) == 1:
+                outcomes = [BatchOutcome(ok=False, responses=())]  # one lookup: no $batch needed
+            else:
+                outcomes = self.execute_batch([BatchRequest("GET", url) for _, url in part_urls])
+            for (index, url), outcome in zip(part_urls, outcomes, strict=True):
+                earlier = results[index]
+                if isinstance(earlier, DataverseError):
+                    continue
+                what = f"looking up {lookups[index].entity_set} by {lookups[index].property_name}"
+                try:
+                    earlier.extend(self._part_rows(url, outcome, what=what))
+                except DataverseError as exc:
+                    results[index] = exc
+        return results
+
+    def _part_rows(self, url: str, outcome: BatchOutcome, *, what: str) -> Iterator[dict[str, Any]]:
+        response: BatchResponse | None = outcome.responses[0] if outcome.responses else None
+        if response is None or response.status in _PART_RETRY_STATUSES:
+            yield from self._pages(url, None, what=what)
+            return
+        payload = response.json
+        if not response.ok or not isinstance(payload, dict):
+            raise DataverseError(
+                self._redact(
+                    f"Dataverse answered {response.status} while {what}: "
+                    f"{response.error_message or 'no message'}"
+                ),
+                status=response.status,
+                code=response.error_code,
+            )
+        rows = payload.get("value")
+        if not isinstance(rows, list):
+            raise DataverseError(f"Dataverse answered without a 'value' list while {what}")
+        yield from rows
+        link = payload.get("@odata.nextLink")
+        if isinstance(link, str) and link:
+            yield from self._pages(link, None, what=what)
+
     def create(
         self,
         entity_set: str,
@@ -567,8 +664,8 @@ class DataverseHook(RetryingServiceHook[DataverseSettings]):
         """Send one Web API request: token, concurrency cap, retries, one token refresh on 401."""
         session = self.get_conn()
         settings = self.settings
-        semaphore = self._semaphore
-        assert semaphore is not None
+        gate = self._gate
+        assert gate is not None
         full_url = self._absolute(url)
         request_headers = dict(headers or {})
         if json_body is not None:
@@ -591,14 +688,21 @@ class DataverseHook(RetryingServiceHook[DataverseSettings]):
                 sent.append((token, fresh))
                 if data is not None and not isinstance(data, bytes):
                     data.seek(0)  # a spooled body is sent again from its start
-                with semaphore:
-                    return session.request(
+                entered, queued = gate.enter()
+                budget.started_at += queued  # queueing behind other requests is not waiting to retry
+                response: requests.Response | None = None
+                try:
+                    response = session.request(
                         method,
                         full_url,
                         data=data,
                         headers={**request_headers, "Authorization": f"Bearer {token}"},
                         timeout=settings.timeout_s,
                     )
+                    return response
+                finally:
+                    self._last_send.seconds = self._clock() - entered
+                    gate.leave(entered, response)
 
             try:
                 response = send_with_retry(

@@ -1,10 +1,10 @@
 """The Dataverse vocabulary of this project, in one place: tables, columns, navigation properties, the wire
 body of an ``email``, change sets, and how Dataverse says "this row already exists".
 
-Everything here is pure (no I/O); the names come from the 2025 entity metadata in
-``/work/shared/reference/data/dataverse-metadata`` and are checked against the sandbox, which validates every
-key with that metadata. The pipeline's rules (core/) speak of entities and ``EmailRecord``s; only this module
-turns them into what the Web API reads.
+Everything here is pure (no I/O); the names come from Dataverse's 2025 entity metadata (the CSDL that
+``sandbox/scripts/build_dataverse_schema.py`` turns into the sandbox's schema) and are checked against the
+sandbox, which validates every key with that metadata. The pipeline's rules (core/) speak of entities and
+``EmailRecord``s; only this module turns them into what the Web API reads.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Bulk address resolution: every distinct address of a run, looked up in Dataverse in a few queries.
 
 One ``In`` query per table, email column and chunk of addresses (the hook splits long lists so each URL
-stays under the limit) replaces the one-lookup-per-message approach; the pure ``Directory`` then
-answers every address of the run from memory.
+stays under the limit) replaces the one-lookup-per-message approach; all of them travel as GET parts of one
+``$batch`` (one request against the service's request count, whatever the number of tables); the pure
+``Directory`` then answers every address of the run from memory.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from nylas_dataverse.core.resolution import (
     email_columns,
     normalise_address,
 )
-from nylas_dataverse.hooks.dataverse import DataverseHook
+from nylas_dataverse.hooks.dataverse import DataverseHook, InLookup
 from nylas_dataverse.hooks.dataverse_tables import (
     DIRECTORY_FILTERS,
     directory_rows,
@@ -41,27 +42,34 @@ def resolve_addresses(addresses: Iterable[str], dataverse: DataverseHook) -> Dir
     rows: list[DirectoryRow] = []
     if not wanted:
         return Directory.from_rows(rows)
-    for entity in ENTITIES:
-        try:
-            for column in email_columns(entity):
-                records = dataverse.query_in(
-                    entity_set(entity),
-                    column,
-                    wanted,
-                    select=list(select_columns(entity)),
-                    extra_filter=DIRECTORY_FILTERS.get(entity),
-                )
-                for record in records:
-                    rows.extend(
-                        row
-                        for row in directory_rows(entity, record)
-                        if row.email_column == column and normalise_address(row.address) in wanted_lookup
-                    )
-        except DataverseError as exc:
+    asked = [(entity, column) for entity in ENTITIES for column in email_columns(entity)]
+    answers = dataverse.query_in_batched(
+        [
+            InLookup(
+                entity_set(entity),
+                column,
+                wanted,
+                select=list(select_columns(entity)),
+                extra_filter=DIRECTORY_FILTERS.get(entity),
+            )
+            for entity, column in asked
+        ]
+    )
+    missing_leads = False
+    for (entity, column), answer in zip(asked, answers, strict=True):
+        if isinstance(answer, DataverseError):
             # Leads exist only where Dynamics 365 Sales is installed; plain Dataverse answers 404.
-            if entity == "lead" and exc.status == 404:
-                log.warning("This environment has no leads table; addresses are not matched against leads.")
+            if entity == "lead" and answer.status == 404:
+                missing_leads = True
                 continue
-            raise
+            raise answer
+        rows.extend(
+            row
+            for record in answer
+            for row in directory_rows(entity, record)
+            if row.email_column == column and normalise_address(row.address) in wanted_lookup
+        )
+    if missing_leads:
+        log.warning("This environment has no leads table; addresses are not matched against leads.")
     log.info("Resolved %d distinct addresses against %d Dataverse rows", len(wanted), len(rows))
     return Directory.from_rows(rows)

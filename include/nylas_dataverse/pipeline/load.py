@@ -29,7 +29,12 @@ What a change set's answer means (whatever Dataverse does with the rest of the b
 
 A ``$batch`` that times out is split in half and each half sent on its own (a timed-out batch may have been
 applied; the duplicate-key rule keeps that safe), so a batch too big for the client timeout shrinks instead of
-timing out forever.
+timing out forever. Before that, batches are sized from the time per email the load has observed so far
+(``core/pacing.py`` ``planned_batch_size``): one batch is planned to take at most half the client timeout; a
+load small enough to be a burst (``burst_batch_size``) uses batches of half the grant's ``batch_size``.
+
+A chunk's batches go out together through one pool per load (a thread per batch that may be in flight); the
+hook's pacing gate decides how many are in flight at once (a burst on a fresh window, then the refill rate).
 
 Decisions are processed in fixed chunks; when a chunk is finished its ledger entries are written to
 ``load/part-NNNNNN.json``. A retry or rerun skips chunks whose part has no failure and loads again the failed
@@ -66,6 +71,7 @@ from nylas_dataverse.core.config import GrantConfig
 from nylas_dataverse.core.identity import lookup_values, message_id_key
 from nylas_dataverse.core.ledger import LedgerEntry, Outcome
 from nylas_dataverse.core.mapping import EmailRecord
+from nylas_dataverse.core.pacing import burst_batch_size, observed_seconds_per_email, planned_batch_size
 from nylas_dataverse.core.records import Decision
 from nylas_dataverse.hooks.dataverse import DataverseHook
 from nylas_dataverse.hooks.dataverse_tables import (
@@ -97,6 +103,8 @@ log = logging.getLogger(__name__)
 CHUNK_SIZE = 250
 RETRY_ROUNDS = 6
 RETRY_BUDGET_S = 300.0
+# Chunks in progress at once (each holds its decisions in memory; their batches share the load's batch pool).
+CHUNK_WORKERS = 4
 _BACKOFF_BASE_S = 1.0
 _BACKOFF_MAX_S = 30.0
 
@@ -128,6 +136,8 @@ class _LoadState:
     bind_external_sender: bool = True
     sender_refusal_seen: bool = False
     batch_limit: int = 1_000_000
+    seconds_per_email: float = 0.0  # observed server time per email (see planned_batch_size)
+    batches: ThreadPoolExecutor | None = None
     done: Counter[str] = field(default_factory=Counter)
     chunks_done: int = 0
     emails_done: int = 0
@@ -247,7 +257,7 @@ class _ChunkLoader:
             )
             for record in records
         ]
-        for group in plan_batches(weights, self.batch_size, self.byte_budget):
+        for group in plan_batches(weights, self._planned_size(), self.byte_budget):
             yield records[group.start : group.stop]
 
     def _attachment_refused(self, answer: BatchOutcome, record: EmailRecord) -> bool:
@@ -284,9 +294,9 @@ class _ChunkLoader:
             retry: list[EmailRecord] = []
             waits: list[float] = []
             progressed = failed_transiently = False
-            for batch in self._batches(pending):
-                bind = self.state.bind_external_sender
-                for record, answer in zip(batch, self._send(batch, bind, parents or {}), strict=True):
+            bind = self.state.bind_external_sender
+            for batch, answers in self._send_round(pending, bind, parents or {}):
+                for record, answer in zip(batch, answers, strict=True):
                     attempt = classify(answer)
                     if attempt.outcome is Outcome.FAILED and bind and self._sender_refused(answer, record):
                         retry.append(record)  # sent again at once, without the binding
@@ -366,24 +376,58 @@ class _ChunkLoader:
                 )
         return True
 
+    def _send_round(
+        self, pending: list[EmailRecord], bind: bool, parents: dict[str, str]
+    ) -> list[tuple[list[EmailRecord], list[BatchOutcome]]]:
+        """Every pending record once, in batches planned by ``_batches``, sent together."""
+        batches = list(self._batches(pending))
+        pool = self.state.batches
+        if pool is None or len(batches) == 1:
+            return [(batch, self._send(batch, bind, parents)) for batch in batches]
+        answers = pool.map(lambda batch: self._send(batch, bind, parents), batches)
+        return list(zip(batches, answers, strict=True))
+
+    def _planned_size(self) -> int:
+        return planned_batch_size(
+            self.batch_size,
+            timeout_s=self.dataverse.settings.timeout_s,
+            seconds_per_email=self.state.seconds_per_email,
+        )
+
+    def _observe(self, seconds: float, emails: int) -> None:
+        with self.state.lock:
+            self.state.seconds_per_email = observed_seconds_per_email(
+                self.state.seconds_per_email, seconds, emails
+            )
+
     def _send(self, records: list[EmailRecord], bind: bool, parents: dict[str, str]) -> list[BatchOutcome]:
         """One ``$batch`` for ``records``; a timed-out batch is split in half, each half sent on its own, and
         so is one Dataverse refuses as holding too many operations (the rest of the load then sends batches
         no larger than the half that was accepted)."""
-        if len(records) > self.state.batch_limit:
-            cut = self.state.batch_limit
+        cut = min(
+            self.state.batch_limit, self._planned_size()
+        )  # the plan may have shrunk since the round began
+        if len(records) > cut:
             return self._send(records[:cut], bind, parents) + self._send(records[cut:], bind, parents)
         try:
             files = self.files.files_by_email(records) if self.files is not None else None
             change_sets = email_change_sets(records, bind_external_sender=bind, files=files, parents=parents)
             if files:
-                self._sent.update(
-                    (record.activity_id, change_set)
-                    for record, change_set in zip(records, change_sets, strict=True)
-                    if record.activity_id in files
-                )
-            return self.dataverse.execute_batch(change_sets, continue_on_error=True)
+                with self.state.lock:
+                    self._sent.update(
+                        (record.activity_id, change_set)
+                        for record, change_set in zip(records, change_sets, strict=True)
+                        if record.activity_id in files
+                    )
+            answers = self.dataverse.execute_batch(change_sets, continue_on_error=True)
+            self._observe(self.dataverse.last_send_seconds(), len(records))
+            return answers
         except DataverseTimeoutError:
+            # It took longer than the timeout, by how much nobody knows: plan as if twice, and never send a
+            # batch this large again in this load.
+            self._observe(2 * self.dataverse.settings.timeout_s, len(records))
+            with self.state.lock:
+                self.state.batch_limit = min(self.state.batch_limit, max(1, len(records) // 2))
             if len(records) == 1:
                 return [BatchOutcome(ok=False, responses=())]
             half = len(records) // 2
@@ -501,6 +545,7 @@ def load_window(
     staging.clear_after("load")
     staging.file(layout.LOAD_PARTS).mkdir(parents=True, exist_ok=True)
     state = _LoadState()
+    batch_size = burst_batch_size(grant.batch_size, int(manifest.get("counts", {}).get("to_load", total)))
     downloads: list[NylasHook] = [] if nylas is None else [nylas]
 
     def nylas_hook() -> NylasHook:
@@ -514,7 +559,7 @@ def load_window(
         grant.attachment_policy,
         int(manifest.get("max_upload_bytes") or DEFAULT_ORG_LIMIT_BYTES),
     )
-    loader = _ChunkLoader(dataverse, grant.batch_size, state, files=files)
+    loader = _ChunkLoader(dataverse, batch_size, state, files=files)
     total_chunks = _chunk_count(manifest, total)
     progress = _Progress(f"Load {grant.key} {staging.label}", total_chunks, total, dataverse)
     resumed = retried = 0
@@ -529,22 +574,28 @@ def load_window(
             state.emails_done += len(entries)
         progress.maybe_log(state)
 
-    workers = (
+    parallel = (
         dataverse.max_concurrency
         if grant.max_concurrency is None
         else min(grant.max_concurrency, dataverse.max_concurrency)
     )
+    workers = min(parallel, CHUNK_WORKERS)
     log.info(
-        "%s: %d messages in %d chunks, %d at a time, %d emails per $batch",
+        "%s: %d messages in %d chunks, %d at a time, up to %d $batch requests at once, %d emails per $batch",
         progress.label,
         total,
         total_chunks,
         workers,
-        grant.batch_size,
+        parallel,
+        batch_size,
     )
     in_flight: set[Future[None]] = set()
     wave = 0
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="load") as pool:
+    with (
+        ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="batch") as batches,
+        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="load") as pool,
+    ):
+        state.batches = batches
         for chunk in _chunks(staging, manifest):
             if chunk.decisions[0].thread_wave != wave:  # replies to this run's mail wait for their parents
                 wave = chunk.decisions[0].thread_wave

@@ -130,6 +130,8 @@ def create_app(backend: DataverseBackend) -> Any:
         try:
             result = service.handle(odata, caller)
             backend.count_request(result.status)
+            if odata.url.split("?", 1)[0].rstrip("/").endswith("$batch"):
+                backend.count("requests.batch")  # its operations are counted as batch_operations
         except BaseException:
             backend.protection.finish(ticket, 0.0)
             raise
