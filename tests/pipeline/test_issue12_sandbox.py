@@ -75,8 +75,10 @@ def test_a_dry_run_plans_every_message_and_writes_nothing_to_dataverse(sandbox: 
     assert planned == plan["counts"]
     assert planned["create"] > 0
     assert {"internal_only", "automated"} <= set(plan["skipped_by_reason"])
-    assert set(rows[0]) >= {"decision", "reason", "parties", "regarding", "attachments_not_planned_yet"}
-    assert all(row["attachments_not_planned_yet"] == "" for row in rows)
+    assert set(rows[0]) >= {"decision", "reason", "parties", "regarding", "attachments"}
+    files = [row["attachments"] for row in rows if row["attachments"]]
+    assert any(": upload" in cell for cell in files), "alice's day has files to upload"
+    assert any(": skip inline" in cell for cell in files), "and an inline image the default policy skips"
     assert any(row["parent"].startswith("this_run:") for row in rows), "replies to mail the run creates first"
     assert all(row["reason"] for row in rows if row["decision"] in ("skip", "fail"))
     assert any("=contact:" in row["parties"] and row["regarding"].startswith("contact:") for row in rows)

@@ -6,8 +6,9 @@ already holds, in the same bulk lookups) and writes ``plan.json`` and ``plan.csv
 decision (``create``, ``already_present``, ``skip`` with the policy's reason, ``fail`` with the reason),
 the resolved parties, the regarding record and the rule that chose it, and the email it answers with where
 that email is (``parent``: ``dataverse:<activityid>``, or ``this_run:<activityid>`` when this run would
-create it first; empty when it is nowhere, and the reply is then created unbound). The
-``attachments_not_planned_yet`` column stays empty until attachments are planned too.
+create it first; empty when it is nowhere, and the reply is then created unbound), and its files
+(``attachments``: per file its position, content type, size and ``upload`` or ``skip <reason>``, as the
+grant's attachment policy and the org's upload limit decide; no file names, as in the attachment ledger).
 
 A plan stages in its own folder, ``<dag_id>/plan-<day>/`` (``layout.plan_label``), so previewing a day
 never replaces that day's real ledger or report; it records nothing on the health page. Rows are in
@@ -51,7 +52,7 @@ COLUMNS = (
     "parent_message_id",
     "parent",
     "new_contacts",
-    "attachments_not_planned_yet",
+    "attachments",
 )
 _ROLES = {MASK_FROM: "from", MASK_TO: "to", MASK_CC: "cc", MASK_BCC: "bcc"}
 
@@ -61,6 +62,15 @@ def _parties(email: EmailRecord) -> str:
         f"{_ROLES[party.mask]}:{party.address}="
         + (f"{party.record.entity}:{party.record.id}" if party.record else "unresolved")
         for party in email.parties
+    )
+
+
+def _attachments(email: EmailRecord) -> str:
+    """What load would do with each file: ``#<position> <type> <bytes> B: upload`` or ``: skip <reason>``."""
+    return "; ".join(
+        f"#{plan.position} {plan.content_type} {plan.size} B: "
+        + ("upload" if plan.upload else f"skip {plan.skip}")
+        for plan in email.attachments
     )
 
 
@@ -97,7 +107,7 @@ def _row(decision: Decision, present: dict[str, str], planned: dict[str, str]) -
         "new_contacts": "; ".join(c.address for c in email.new_contacts)
         if email and verdict == CREATE
         else "",
-        "attachments_not_planned_yet": "",
+        "attachments": _attachments(email) if email and verdict == CREATE else "",
     }
 
 
