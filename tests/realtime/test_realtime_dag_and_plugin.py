@@ -29,6 +29,12 @@ def test_the_realtime_dag_is_scheduled_on_the_inbox_asset_watched_by_the_inbox_t
     assert bag.import_errors == {}
     dag = bag.dags["nylas_to_dataverse__realtime"]
     assert [task.task_id for task in dag.tasks] == ["process"]
+    # Real-time loads count against the same Dataverse pool as the daily loads, and go first.
+    [process] = dag.tasks
+    daily_load_pool = (
+        DagBag(dag_folder=str(DAG_FILE.parent)).dags["nylas_to_dataverse__alice"].get_task("load").pool
+    )
+    assert (process.pool, process.priority_weight) == (daily_load_pool, 10)
     assert dag.max_active_runs == 1
     [asset] = dag.timetable.asset_condition.objects
     [watcher] = asset.watchers

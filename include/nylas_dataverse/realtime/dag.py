@@ -17,6 +17,7 @@ import pendulum
 from airflow.sdk import DAG, Asset, AssetWatcher, dag, task
 from airflow.sdk.exceptions import AirflowFailException
 
+from nylas_dataverse.core.assignment import DEFAULT_POOL
 from nylas_dataverse.core.config import REALTIME_DAG_ID
 from nylas_dataverse.pipeline.grants_index import load_all
 from nylas_dataverse.pipeline.staging import staging_root
@@ -74,7 +75,10 @@ def build_realtime_dag(project_root: Path) -> DAG:
         },
     )
     def realtime() -> None:
-        @task(execution_timeout=dt.timedelta(minutes=30), priority_weight=10)
+        # In the default application user's Dataverse pool, like the daily transform and load tasks, so a
+        # backfill plus webhooks never exceed the pool's budget; the high priority makes it the next task
+        # to get a slot when one frees.
+        @task(pool=DEFAULT_POOL, execution_timeout=dt.timedelta(minutes=30), priority_weight=10)
         def process() -> dict[str, Any]:
             config = load_all(project_root)  # every grant: the validated index, not a new parse
             for error in config.errors:
