@@ -257,7 +257,8 @@ def burst(spec: dict[str, Any], result: dict[str, Any]) -> None:
         processor.join()
         server.stop()
     landed = {nylas_id for grant in chosen for nylas_id in _ledger_ids(root, grant)}
-    latencies = _latencies(inbox)
+    timed = _latencies(inbox)
+    latencies = [latency for _, latency in timed]
     result.update(
         sent=len(messages),
         accepted=len(accepted),
@@ -268,6 +269,7 @@ def burst(spec: dict[str, Any], result: dict[str, Any]) -> None:
         latency_p50_s=round(statistics.median(latencies), 2) if latencies else None,
         latency_p95_s=round(_p95(latencies), 2) if latencies else None,
         latency_max_s=round(max(latencies), 2) if latencies else None,
+        latency_p95_s_by_minute=_p95_by_minute(timed),
     )
 
 
@@ -275,9 +277,21 @@ def _p95(values: list[float]) -> float:
     return values[0] if len(values) == 1 else statistics.quantiles(values, n=100, method="inclusive")[94]
 
 
-def _latencies(inbox: Inbox) -> list[float]:
-    """Per notification: its grant part's marker time minus its arrival (the file name's stamp)."""
-    values: list[float] = []
+def _p95_by_minute(timed: list[tuple[float, float]]) -> list[float]:
+    """The p95 latency of the notifications that arrived in each minute of the burst: a backlog that
+    grows (the processing not keeping up) shows as a rising series."""
+    if not timed:
+        return []
+    first = min(arrival for arrival, _ in timed)
+    minutes: dict[int, list[float]] = {}
+    for arrival, latency in timed:
+        minutes.setdefault(int((arrival - first) // 60), []).append(latency)
+    return [round(_p95(minutes[minute]), 2) for minute in sorted(minutes)]
+
+
+def _latencies(inbox: Inbox) -> list[tuple[float, float]]:
+    """Per notification: its arrival (the file name's stamp) and its grant part's marker time minus it."""
+    values: list[tuple[float, float]] = []
     for batch in inbox.batches.iterdir():
         markers = [Path(marker.path).stat().st_mtime for marker in (batch / "grants").iterdir()]
         if not markers:
@@ -286,7 +300,8 @@ def _latencies(inbox: Inbox) -> list[float]:
         for record in (batch / "notifications").iterdir():
             stamp = record.name.split("-", 1)[0]
             if stamp.isdigit():
-                values.append(max(0.0, end - int(stamp) / 1_000_000))
+                arrival = int(stamp) / 1_000_000
+                values.append((arrival, max(0.0, end - arrival)))
     return values
 
 
