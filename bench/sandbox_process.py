@@ -20,10 +20,17 @@ class SandboxProcess:
     """``python -m bench.sandbox_server`` on free ports; admin routes wrapped as methods."""
 
     def __init__(
-        self, state_dir: Path, *, time_scale: float, log_path: Path, application_users: int = 1
+        self,
+        state_dir: Path,
+        *,
+        time_scale: float,
+        log_path: Path,
+        application_users: int = 1,
+        extra_grants: int = 0,
     ) -> None:
         self.state_dir = state_dir
         self.application_users = application_users
+        self.extra_grants = extra_grants
         self.time_scale = time_scale
         self.log_path = log_path
         self._process: subprocess.Popen[str] | None = None
@@ -50,6 +57,8 @@ class SandboxProcess:
             str(self.time_scale),
             "--application-users",
             str(self.application_users),
+            "--nylas-extra-grants",
+            str(self.extra_grants),
         ]
         self._process = subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, text=True

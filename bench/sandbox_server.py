@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-dir", required=True)
     parser.add_argument("--time-scale", type=float, default=1.0)
     parser.add_argument("--application-users", type=int, default=1)
+    parser.add_argument("--nylas-extra-grants", type=int, default=0)
     args = parser.parse_args(argv)
 
     config = SandboxConfig(
@@ -33,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         dataverse_port=0,
         limits=ServiceProtectionLimits(time_scale=args.time_scale),
         application_users=args.application_users,
+        nylas_extra_grants=args.nylas_extra_grants,
     )
     sandbox = Sandbox.start(config)
     stop = threading.Event()

@@ -63,6 +63,7 @@ def serve_config(args: argparse.Namespace) -> SandboxConfig:
         entra_validate_resource=args.entra_validate_resource,
         nylas_switches=nylas_switches(args),
         application_users=args.application_users,
+        nylas_extra_grants=args.nylas_extra_grants,
     )
 
 
@@ -168,6 +169,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="Dataverse application users, each with its own limits (connections dataverse_default, "
         "dataverse_app_2 ... dataverse_app_N)",
+    )
+    serve.add_argument(
+        "--nylas-extra-grants",
+        type=int,
+        default=0,
+        metavar="N",
+        help="synthetic mailboxes mbx-001 ... mbx-N besides the seeded ones, listed in the grants file; "
+        "their mail comes only from bulk days (POST /_sandbox/bulk)",
     )
     # --- Dataverse and Entra switches: one flag per field (dataverse/cli_options.py) ---
     from nylas_dataverse_sandbox.dataverse import cli_options as dataverse_options

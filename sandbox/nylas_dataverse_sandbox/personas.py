@@ -144,7 +144,64 @@ def grant_by_key(key: str) -> GrantPersona:
     for grant in GRANTS:
         if grant.key == key:
             return grant
+    number = _extra_number(key)
+    if number is not None:
+        return extra_grant(number)
     raise KeyError(key)
+
+
+# --- synthetic mailboxes for load tests (opt-in: NylasBackend(extra_grants=N)) -----------------------------
+# Mailbox N (from 1) has the key ``mbx-NNN``, its own grant id and address, and an owner who exists only on
+# the Nylas side (no Dataverse system user): its mail comes only from bulk days. Providers alternate between
+# Microsoft and IMAP, whose bulk message ids include the grant id (Google-style bulk ids are derived from
+# date and index only, so two Google mailboxes would share ids).
+EXTRA_GRANT_PREFIX = "mbx-"
+MAX_EXTRA_GRANTS = 999
+_EXTRA_PROVIDERS = ("microsoft", "imap")
+
+
+def _extra_number(key: str) -> int | None:
+    digits = key.removeprefix(EXTRA_GRANT_PREFIX)
+    if key.startswith(EXTRA_GRANT_PREFIX) and digits.isdigit() and 1 <= int(digits) <= MAX_EXTRA_GRANTS:
+        return int(digits)
+    return None
+
+
+def extra_grant(number: int) -> GrantPersona:
+    """Synthetic mailbox ``number`` (1 .. ``MAX_EXTRA_GRANTS``)."""
+    if not 1 <= number <= MAX_EXTRA_GRANTS:
+        raise ValueError(f"extra grants are numbered 1 to {MAX_EXTRA_GRANTS}, got {number}")
+    key = f"{EXTRA_GRANT_PREFIX}{number:03d}"
+    provider = _EXTRA_PROVIDERS[number % len(_EXTRA_PROVIDERS)]
+    return GrantPersona(key, stable_id("grant", key), f"{key}@{ORG_DOMAINS[0]}", provider, key)
+
+
+def extra_grants(count: int) -> tuple[GrantPersona, ...]:
+    if not 0 <= count <= MAX_EXTRA_GRANTS:
+        raise ValueError(f"extra grants must be between 0 and {MAX_EXTRA_GRANTS}, got {count}")
+    return tuple(extra_grant(number) for number in range(1, count + 1))
+
+
+def person_by_key(key: str) -> Person:
+    """A system user, or the owner of a synthetic mailbox (who is not a Dataverse system user)."""
+    for user in SYSTEM_USERS:
+        if user.key == key:
+            return user
+    number = _extra_number(key)
+    if number is None:
+        raise KeyError(key)
+    return Person(key, "Mailbox", f"{number:03d}", (f"{key}@{ORG_DOMAINS[0]}",))
+
+
+def grant_by_id(grant_id: str) -> GrantPersona | None:
+    """A seeded or synthetic grant by its id (synthetic ids are looked up among the numbers in use)."""
+    for grant in GRANTS:
+        if grant.grant_id == grant_id:
+            return grant
+    return _EXTRA_BY_ID.get(grant_id)
+
+
+_EXTRA_BY_ID = {grant.grant_id: grant for grant in extra_grants(MAX_EXTRA_GRANTS)}
 
 
 # --- rows real orgs carry besides the active ones (uncertain-behaviours row 22) ---------------------------

@@ -52,6 +52,9 @@ class SandboxConfig:
     # Dataverse application users (Entra clients), each with its own service-protection limits; user 1
     # is the connection dataverse_default, user N the connection dataverse_app_<N>.
     application_users: int = 1
+    # Synthetic mailboxes besides the seeded ones (load tests; personas.extra_grants): in the grants file,
+    # with mail only from bulk days.
+    nylas_extra_grants: int = 0
 
 
 def dataverse_conn_id(user: int) -> str:
@@ -79,6 +82,7 @@ class Sandbox:
             days=config.days,
             switches=config.nylas_switches,
             list_includes_body=None if config.list_includes_body else False,
+            extra_grants=config.nylas_extra_grants,
         )
         if config.application_users < 1:
             raise ValueError("application_users must be at least 1")
@@ -156,7 +160,7 @@ class Sandbox:
                     "start_date": self.config.start_day.isoformat(),
                     "display_name": f"{grant.key.title()} ({grant.provider})",
                 }
-                for grant in personas.GRANTS
+                for grant in self.nylas.grants
                 if grant.in_grants_file
             ],
         }

@@ -183,7 +183,7 @@ async def _list_grants(backend: NylasBackend, request: Request) -> dict[str, Any
     offset = _int_param(request, "offset") or 0
     if offset < 0:
         raise errors.InvalidRequestError(f"offset={offset} must not be negative")
-    grants = [backend.grant_object(grant) for grant in personas.GRANTS]
+    grants = [backend.grant_object(grant) for grant in backend.grants]
     return {"data": grants[offset : offset + limit], "limit": limit, "offset": offset}
 
 

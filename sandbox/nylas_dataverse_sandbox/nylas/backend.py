@@ -269,8 +269,12 @@ class NylasBackend:
         list_includes_body: bool | None = None,
         switches: NylasSwitches | None = None,
         faults: NylasFaults | None = None,
+        extra_grants: int = 0,
     ) -> None:
         """``switches`` and ``faults`` are the configured state that ``reset()`` returns to.
+
+        ``extra_grants=N`` adds N synthetic mailboxes (``personas.extra_grants``) to the three seeded
+        ones, for load tests: no seeded mail (only bulk days), otherwise served like the others.
 
         ``list_includes_body=False`` is the older spelling of the switch ``list_body="omitted"``.
         """
@@ -284,28 +288,30 @@ class NylasBackend:
             "days": days,
             "switches": switches,
             "faults": faults.copy(),
+            "extra_grants": extra_grants,
         }
         self.api_key = api_key
         self.start_day = start_day
         self.days = days
         self.switches = switches
         self.faults = faults
+        self.grants: tuple[GrantPersona, ...] = personas.GRANTS + personas.extra_grants(extra_grants)
         self.stats = NylasStats()
         self.clock: Callable[[], float] = time.time  # cursor lifetimes are measured with it
         self._cursor_generation = 0
         self._fault_sequence = 0
-        self._mailboxes = seed.mailboxes(start_day, days)
+        self._mailboxes = dict(seed.mailboxes(start_day, days))  # a copy: the seed is shared
         self._seed_sources: dict[str, _SeedSource] = {}
         self._by_id: dict[str, dict[str, seed.SeedMessage]] = {}
-        for grant in personas.GRANTS:
-            box = self._mailboxes[grant.key]
+        for grant in self.grants:
+            box = self._mailboxes.setdefault(grant.key, ())  # synthetic mailboxes have no seeded mail
             messages = tuple(seeded.message for seeded in box)
             self._seed_sources[grant.key] = _SeedSource(
                 messages, tuple(m["date"] for m in messages), tuple(m["created_at"] for m in messages)
             )
             self._by_id[grant.key] = {seeded.message["id"]: seeded for seeded in box}
-        self._bulk: dict[str, list[BulkDay]] = {grant.key: [] for grant in personas.GRANTS}
-        self._folder_counts = {grant.key: self._count_folders(grant) for grant in personas.GRANTS}
+        self._bulk: dict[str, list[BulkDay]] = {grant.key: [] for grant in self.grants}
+        self._folder_counts = {grant.key: self._count_folders(grant) for grant in self.grants}
 
     def reset(self) -> None:
         """Back to the configured state: seed, switches and faults as constructed; bulk days and counters
@@ -405,14 +411,14 @@ class NylasBackend:
     def resolve_grant(self, identifier: str) -> GrantPersona:
         """A grant by id or email address (``grant:``/``email:`` prefixes accepted)."""
         wanted = identifier.removeprefix("grant:").removeprefix("email:").strip().lower()
-        for grant in personas.GRANTS:
+        for grant in self.grants:
             if wanted in (grant.grant_id.lower(), grant.email.lower()):
                 return grant
         raise errors.NotFoundError(f"grant not found: no grant has the id or email address {identifier!r}")
 
     def grant_by_any(self, identifier: str) -> GrantPersona:
         """A grant by persona key, id or email (for the admin routes and tests)."""
-        for grant in personas.GRANTS:
+        for grant in self.grants:
             if identifier == grant.key:
                 return grant
         return self.resolve_grant(identifier)
@@ -426,7 +432,7 @@ class NylasBackend:
             raise errors.GrantExpiredError(grant, style=self.switches.expired_grant_error)
 
     def grant_object(self, grant: GrantPersona) -> dict[str, Any]:
-        owner = next(user for user in personas.SYSTEM_USERS if user.key == grant.owner_key)
+        owner = personas.person_by_key(grant.owner_key)
         return {
             "id": grant.grant_id,
             "provider": grant.provider,

@@ -297,5 +297,5 @@ def _group_of(bulk_day: BulkDay, group_no: int) -> _Group:
 
 @functools.lru_cache(maxsize=16)
 def _owner_of(owner_key: str) -> tuple[personas.Person, Party]:
-    person = next(user for user in personas.SYSTEM_USERS if user.key == owner_key)
+    person = personas.person_by_key(owner_key)
     return person, content.person_party(person)

@@ -68,7 +68,7 @@ class DeliveryResult:
 
 
 def _grant_for(grant_id: str) -> GrantPersona | None:
-    return next((grant for grant in personas.GRANTS if grant.grant_id == grant_id), None)
+    return personas.grant_by_id(grant_id)
 
 
 def encode_json(notification: dict[str, Any]) -> bytes:
