@@ -29,6 +29,7 @@ FIGURES = (
     "dashboard",
     "realtime",
     "realtime_burst",
+    "realtime_memory",
     "app_users",
     "dag_parse",
     "day_sizes",
@@ -106,12 +107,14 @@ def main(argv: list[str] | None = None) -> int:
 
                 sizes = dashboard.QUICK if args.quick else {}
                 measured["dashboard"] = dashboard.measure(workdir / "dashboard", **sizes)
-            if wanted & {"realtime", "realtime_burst"}:
+            if wanted & {"realtime", "realtime_burst", "realtime_memory"}:
                 from bench import realtime_bench
 
-                only_burst = "realtime" not in wanted
                 measured["realtime"] = realtime_bench.measure(
-                    harness, quick=args.quick, only_burst=only_burst
+                    harness,
+                    quick=args.quick,
+                    memory_and_history=bool(wanted & {"realtime", "realtime_memory"}),
+                    burst=bool(wanted & {"realtime", "realtime_burst"}),
                 )
             if "app_users" in wanted:
                 measured["app_users"] = app_users.measure(

@@ -325,11 +325,16 @@ def main(argv: list[str]) -> int:
 # --- the figure (in the benchmark process) -------------------------------------------------------------
 
 
-def measure(harness: Harness, *, quick: bool, only_burst: bool = False) -> dict[str, Any]:
+def measure(
+    harness: Harness, *, quick: bool, memory_and_history: bool = True, burst: bool = True
+) -> dict[str, Any]:
+    """The real-time figures: ``realtime_memory`` is the memory and history parts, ``realtime_burst`` the
+    burst, ``realtime`` both."""
     figures: dict[str, Any] = {}
-    if not only_burst:
+    if memory_and_history:
         figures.update(_memory_and_history(harness, quick=quick))
-    figures["burst"] = measure_burst(harness, quick=quick)
+    if burst:
+        figures["burst"] = measure_burst(harness, quick=quick)
     return figures
 
 
@@ -436,12 +441,14 @@ def measure_burst(harness: Harness, *, quick: bool) -> dict[str, Any]:
 
 def results(measured: dict[str, Any]) -> dict[str, Any]:
     """The top-level keys of ``bench/results.json``."""
-    burst_figures = measured["burst"]
     figures: dict[str, Any] = {}
     if "memory" in measured:
         figures["realtime_peak_rss_growth_mib"] = measured["memory"]["peak_rss_growth_mib"]
     if "history" in measured:
         figures["realtime_history_cost_ratio"] = measured["history"]["cost_ratio"]
+    if "burst" not in measured:
+        return figures
+    burst_figures = measured["burst"]
     return figures | {
         "realtime_burst_lost": burst_figures["lost"],
         "realtime_burst_p50_s": burst_figures["latency_p50_s"],
