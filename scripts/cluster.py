@@ -28,6 +28,7 @@ import argparse
 import contextlib
 import datetime as dt
 import glob
+import hashlib
 import json
 import os
 import pwd
@@ -257,10 +258,44 @@ class Cluster(LocalAirflow):
             )
         return PG_USER
 
+    def postgres_folder(self, user: str | None) -> Path:
+        """``<state>/postgres``, unless the unprivileged user cannot reach it.
+
+        A checkout under a private folder (``mktemp -d`` makes mode 0700, as does a home directory) is
+        closed to ``nd-postgres``; PostgreSQL then keeps its data in ``/var/tmp``, in a folder named after
+        this state folder, so two checkouts never share a database.
+        """
+        folder = self.state / "postgres"
+        if user is None:
+            return folder
+        probe = subprocess.run(
+            ["/bin/sh", "-c", 'cd "$1"', "sh", str(folder.parent)],
+            user=user,
+            group=user,
+            extra_groups=[],
+            cwd="/",
+            capture_output=True,
+            check=False,
+        )
+        if probe.returncode == 0:
+            return folder
+        digest = hashlib.sha256(str(self.state.resolve()).encode()).hexdigest()[:16]
+        # A fixed name in a shared folder, so it is checked: a directory of root's, not a link, that only
+        # root can write (this runs as root whenever there is a PostgreSQL user to switch to).
+        parent = Path("/var/tmp/nylas-dataverse-postgres")  # noqa: S108
+        parent.mkdir(mode=0o755, exist_ok=True)
+        info = os.lstat(parent)
+        if parent.is_symlink() or info.st_uid != 0 or info.st_mode & 0o022:
+            raise StartupError(f"{parent} is not a folder only root can write; remove it and start again")
+        outside = parent / digest
+        print(f"{folder.parent} is closed to {user}; PostgreSQL keeps its data in {outside}", flush=True)
+        return outside
+
     def start_postgres(self) -> None:
         bin_dir = postgres_bin_dir()
         user = self.postgres_user()
-        folder = self.state / "postgres"
+        self.state.mkdir(parents=True, exist_ok=True)
+        folder = self.postgres_folder(user)
         data = folder / "data"
         folder.mkdir(parents=True, exist_ok=True)
         if user is not None:
