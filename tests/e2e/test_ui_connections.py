@@ -314,7 +314,23 @@ def test_the_sandbox_connection_opens_with_help_everywhere_and_passes_test(
     _expect_success(toast, conn_type, sandbox)
 
 
-@pytest.mark.parametrize("conn_type", CONN_TYPES)
+# Open (2026-12-02): for Dataverse, the first Test after the form saved a wrong client secret usually
+# still says "Successful" in the browser, though the PATCH carried the new password and the same sequence
+# through the API route fails as it should (tests/hooks/test_ui_test_button.py
+# test_a_secret_changed_to_a_wrong_one_after_a_passing_test_fails_the_next_test). Not explained yet.
+WRONG_SECRET_CASES = [
+    "nylas",
+    pytest.param(
+        "dataverse",
+        marks=pytest.mark.xfail(
+            reason="the UI's first Test after saving a wrong Dataverse secret may still pass; unexplained",
+            strict=False,
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize("conn_type", WRONG_SECRET_CASES)
 def test_a_connection_made_in_the_form_passes_test_and_a_wrong_secret_is_named(
     conn_type: str, logged_in: WebDriver, local_airflow: LocalAirflow
 ) -> None:
@@ -339,15 +355,6 @@ def test_a_connection_made_in_the_form_passes_test_and_a_wrong_secret_is_named(
             _type_into(driver, dialog, (By.NAME, "password"), "not-the-secret")
             _save(driver, dialog)
             refused = _press_test(driver, conn_id)
-            # Seen once in about five runs on a loaded machine: the first Test after the save still passed
-            # (the PATCH carried the new password; the UI's row had been refetched). Pressing again a few
-            # seconds later failed as it should. A wrong secret that is really accepted still fails here:
-            # every press says "Successful".
-            for _ in range(2):
-                if refused.startswith("Test Connection Failed"):
-                    break
-                time.sleep(3)
-                refused = _press_test(driver, conn_id)
             time.sleep(0.3)  # let the error notification finish drawing for the screenshot
             _screenshot(driver, f"{conn_type}-6-test-with-a-wrong-secret")
     finally:

@@ -111,3 +111,24 @@ def test_without_a_stored_port_airflow_refuses_to_test(
 
     assert status == 400
     assert "differs from the stored connection" in answer["detail"]
+
+
+def test_a_secret_changed_to_a_wrong_one_after_a_passing_test_fails_the_next_test(
+    api: TestClient, sandbox: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    [dataverse] = [
+        b for b in _make_airflow_connections(sandbox, monkeypatch) if b["conn_type"] == "dataverse"
+    ]
+    assert api.post("/api/v2/connections", json=dataverse).status_code == 201
+    assert _press_test(api, "dataverse_default")[1]["status"] is True
+
+    patched = api.patch(
+        "/api/v2/connections/dataverse_default",
+        params={"update_mask": ["password"]},
+        json={**dataverse, "password": "not-the-secret"},
+    )
+    assert patched.status_code == 200
+
+    status, answer = _press_test(api, "dataverse_default")
+    assert (status, answer["status"]) == (200, False), answer
+    assert "Invalid client secret provided" in answer["message"]
