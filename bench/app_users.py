@@ -19,7 +19,7 @@ small part of the one-user run.
 from __future__ import annotations
 
 import datetime as dt
-import threading
+import functools
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -29,7 +29,7 @@ from typing import Any
 from airflow.sdk import ObjectStoragePath
 
 from bench.figures import _check_complete, _spec
-from bench.harness import Harness, Sampler, say
+from bench.harness import Harness, Sampler, run_together, say
 from bench.worker import grant_from_spec
 from nylas_dataverse.pipeline.staging import RunStaging
 from nylas_dataverse_sandbox.dataverse.throttle import ServiceProtectionLimits, ceiling_emails_per_s
@@ -54,23 +54,12 @@ QUICK = ScalingPlan(time_scale=0.05, messages_per_load=100, loads=2, users=(1, 2
 
 
 def _loads_at_once(harness: Harness, specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    results: list[dict[str, Any] | None] = [None] * len(specs)
-    errors: list[BaseException] = []
-
-    def run(index: int) -> None:
-        try:
-            results[index] = harness.run_worker(f"app-users-{len(specs)}-{index + 1}", specs[index])
-        except BaseException as exc:  # raised below, once every thread has finished
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(index,)) for index in range(len(specs))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
-    return [result for result in results if result is not None]
+    return run_together(
+        [
+            functools.partial(harness.run_worker, f"app-users-{len(specs)}-{index + 1}", spec)
+            for index, spec in enumerate(specs)
+        ]
+    )
 
 
 def measure(harness: Harness, plan: ScalingPlan) -> dict[str, Any]:

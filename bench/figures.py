@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import math
 import threading
@@ -14,7 +15,7 @@ from typing import Any
 
 from airflow.sdk import ObjectStoragePath
 
-from bench.harness import Harness, Sampler, say
+from bench.harness import Harness, Sampler, run_together, say
 from bench.worker import grant_from_spec
 from nylas_dataverse.core.mapping import MappingContext, map_message
 from nylas_dataverse.core.messages import parse_message
@@ -411,7 +412,6 @@ def _grants_at_once(
     """
     pool = threading.BoundedSemaphore(slots) if slots else None
     results: dict[str, dict[str, Any]] = {}
-    errors: list[BaseException] = []
 
     def run_task(key: str, tasks: list[str]) -> None:
         name = f"{key}-{tasks[0]}"
@@ -423,20 +423,11 @@ def _grants_at_once(
                 results[name] = harness.run_worker(f"multi-{name}", spec)
 
     def run_grant(key: str) -> None:
-        try:
-            run_task(key, ["transform"])
-            run_task(key, ["load", "report"])
-        except BaseException as exc:  # raised below, once every thread has finished
-            errors.append(exc)
+        run_task(key, ["transform"])
+        run_task(key, ["load", "report"])
 
     started = time.time()
-    threads = [threading.Thread(target=run_grant, args=(key,)) for key in keys]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
+    run_together([functools.partial(run_grant, key) for key in keys])
     return results, time.time() - started
 
 

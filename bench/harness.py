@@ -159,3 +159,25 @@ def timed(action: Callable[[], Any]) -> tuple[Any, float]:
     started = time.monotonic()
     value = action()
     return value, time.monotonic() - started
+
+
+def run_together(calls: list[Callable[[], Any]]) -> list[Any]:
+    """Run ``calls`` at once, one thread each; their results in order. Every thread is joined before the
+    first error is raised, so no worker outlives the measurement that started it."""
+    results: list[Any] = [None] * len(calls)
+    errors: list[BaseException] = []
+
+    def run(index: int) -> None:
+        try:
+            results[index] = calls[index]()
+        except BaseException as exc:  # raised below, once every thread has finished
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return results
