@@ -2,8 +2,9 @@
 
 The local Airflow runs ``scripts/local_airflow.py`` with its own AIRFLOW_HOME, sandbox state and staging in
 a temp folder (nothing in .airflow/ or .sandbox/ is touched) and is stopped with Ctrl-C's SIGINT at the end
-of the session, which must stop everything it started. ``test_ui_backfill.py`` still has module-scoped
-copies of these fixtures, which win inside that module; without them both modules share one Airflow.
+of the session, which must stop everything it started. ``test_ui_backfill.py`` and ``test_ui_health.py``
+each start their own (module-scoped, from the same helpers here): their runs and backfills must not meet
+another module's.
 
 Skipped unless ``-m e2e`` is given (``make test-e2e``).
 """
@@ -21,16 +22,18 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import ElementClickInterceptedException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -66,7 +69,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _wait_for(what: str, condition: Callable[[], Any], timeout: float, interval: float = 1.0) -> Any:
+def wait_for(what: str, condition: Callable[[], Any], timeout: float, interval: float = 1.0) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
@@ -77,8 +80,25 @@ def _wait_for(what: str, condition: Callable[[], Any], timeout: float, interval:
         time.sleep(interval)
 
 
-@pytest.fixture(scope="session")
-def local_airflow(request: pytest.FixtureRequest) -> Iterator[LocalAirflow]:
+@dataclass
+class Timings:
+    """How long the browser tests' steps took, printed at the end (the machine is shared; no limits here)."""
+
+    started: float = field(default_factory=time.monotonic)
+    steps: dict[str, float] = field(default_factory=dict)
+
+    def mark(self, step: str, since: float) -> None:
+        self.steps[step] = round(time.monotonic() - since, 1)
+
+
+TIMINGS = Timings()
+
+
+def run_local_airflow(request: pytest.FixtureRequest) -> Iterator[LocalAirflow]:
+    """`make airflow` on free ports in a temp folder, until the generator is closed; then Ctrl-C's SIGINT.
+
+    The temp folder is kept (and named) when a test failed or the stop was not clean.
+    """
     workdir = Path(tempfile.mkdtemp(prefix="nylas-dataverse-e2e-"))
     failures_before = request.session.testsfailed
     home, staging, output = workdir / "airflow", workdir / "staging", workdir / "local_airflow.out"
@@ -94,6 +114,7 @@ def local_airflow(request: pytest.FixtureRequest) -> Iterator[LocalAirflow]:
         *("--port", str(port), "--airflow-home", str(home), "--sandbox-state", str(workdir / "sandbox")),
         *("--staging", str(staging), "--free-sandbox-ports"),
     ]
+    started = time.monotonic()
     with output.open("wb") as out:
         process = subprocess.Popen(
             command, cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
@@ -105,10 +126,12 @@ def local_airflow(request: pytest.FixtureRequest) -> Iterator[LocalAirflow]:
         return READY_LINE in output.read_text()
 
     try:
-        _wait_for("local_airflow.py to report ready", ready, STARTUP_TIMEOUT_S)
+        wait_for("local_airflow.py to report ready", ready, STARTUP_TIMEOUT_S)
+        TIMINGS.mark("make airflow ready", started)
         password = json.loads((home / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
         yield LocalAirflow(f"http://127.0.0.1:{port}", password, home, staging, output, workdir / "artifacts")
     finally:
+        stopping = time.monotonic()
         if process.poll() is None:
             process.send_signal(signal.SIGINT)  # what Ctrl-C sends; the script stops what it started
             try:
@@ -116,16 +139,24 @@ def local_airflow(request: pytest.FixtureRequest) -> Iterator[LocalAirflow]:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+        TIMINGS.mark("stop after Ctrl-C", stopping)
         stopped_cleanly = process.returncode == 0 and "Stopped Airflow and the sandbox." in output.read_text()
-        if not stopped_cleanly or request.session.testsfailed > failures_before:
-            capture = request.config.pluginmanager.get_plugin("capturemanager")
-            with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
-                print(f"\nlocal_airflow.py output, Airflow logs and failure evidence kept in {workdir}")
-        else:
+        keep = not stopped_cleanly or request.session.testsfailed > failures_before
+        capture = request.config.pluginmanager.get_plugin("capturemanager")
+        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+            print(f"\ne2e timings (s): {TIMINGS.steps}, total {time.monotonic() - TIMINGS.started:.0f}")
+            if keep:
+                print(f"local_airflow.py output, Airflow logs and failure evidence kept in {workdir}")
+        if not keep:
             shutil.rmtree(workdir, ignore_errors=True)
     assert stopped_cleanly, output.read_text()[-3000:] if output.exists() else "no output"
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         assert sock.connect_ex(("127.0.0.1", port)) != 0, "the API server still listens after Ctrl-C"
+
+
+@pytest.fixture(scope="session")
+def local_airflow(request: pytest.FixtureRequest) -> Iterator[LocalAirflow]:
+    yield from run_local_airflow(request)
 
 
 def _chromium() -> tuple[str, str]:
@@ -139,8 +170,8 @@ def _chromium() -> tuple[str, str]:
     return browser, driver
 
 
-@pytest.fixture(scope="session")
-def browser(local_airflow: LocalAirflow) -> Iterator[WebDriver]:
+def run_chromium() -> Iterator[WebDriver]:
+    """A headless Chromium, quit when the generator is closed."""
     binary, driver_path = _chromium()
     options = webdriver.ChromeOptions()
     options.binary_location = binary
@@ -154,7 +185,31 @@ def browser(local_airflow: LocalAirflow) -> Iterator[WebDriver]:
         driver.quit()
 
 
-def _type_into(driver: WebDriver, locator: tuple[str, str], text: str) -> None:
+@pytest.fixture(scope="session")
+def browser(local_airflow: LocalAirflow) -> Iterator[WebDriver]:
+    yield from run_chromium()
+
+
+@contextlib.contextmanager
+def evidence_on_failure(driver: WebDriver, airflow: LocalAirflow, step: str) -> Iterator[None]:
+    """A failing step leaves a screenshot and the page source in the kept temp folder."""
+    try:
+        yield
+    except BaseException:
+        airflow.artifacts.mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(airflow.artifacts / f"{step}.png"))
+        (airflow.artifacts / f"{step}.html").write_text(driver.page_source)
+        print(f"\n{step} failed at {driver.current_url}; screenshot and page source in {airflow.artifacts}")
+        raise
+
+
+def visible_dialog(driver: WebDriver) -> WebElement:
+    return WebDriverWait(driver, 30).until(
+        ec.visibility_of_element_located((By.CSS_SELECTOR, "[data-scope=dialog][data-part=content]"))
+    )
+
+
+def type_into(driver: WebDriver, locator: tuple[str, str], text: str) -> None:
     """Type into a field the React app may still be re-rendering; check that the text landed."""
     for _ in range(5):
         try:
@@ -169,18 +224,49 @@ def _type_into(driver: WebDriver, locator: tuple[str, str], text: str) -> None:
     raise AssertionError(f"could not type into {locator}")
 
 
-@pytest.fixture(scope="session")
-def logged_in(browser: WebDriver, local_airflow: LocalAirflow) -> WebDriver:
-    try:
-        browser.get(f"{local_airflow.base_url}/")
+# Close the toasts showing (those Airflow gives a close button); how many are still open.
+CLOSE_TOASTS = """
+const roots = [...document.querySelectorAll('[data-scope=toast][data-part=root]')];
+roots.forEach((toast) => {
+  const close = toast.querySelector('[data-part=close-trigger]');
+  if (close) close.click();
+});
+return roots.filter((toast) => toast.getAttribute('data-state') !== 'closed').length;
+"""
+
+
+def clear_toasts(driver: WebDriver) -> None:
+    """Move the pointer off the toasts (one under the pointer never expires), close them, wait them out."""
+    ActionChains(driver).move_to_element_with_offset(driver.find_element(By.TAG_NAME, "body"), 0, 0).perform()
+    WebDriverWait(driver, 30, poll_frequency=0.3).until(lambda d: d.execute_script(CLOSE_TOASTS) == 0)
+
+
+def click(driver: WebDriver, button: WebElement) -> None:
+    """Click as a user does: a notification in front of the button is put away first, then click again."""
+    for _ in range(5):
+        try:
+            button.click()
+            return
+        except ElementClickInterceptedException:
+            clear_toasts(driver)
+    button.click()
+
+
+def log_in(browser: WebDriver, airflow: LocalAirflow) -> WebDriver:
+    """Log in as admin on the login page, as a user does; the browser on the DAG list."""
+    started = time.monotonic()
+    with evidence_on_failure(browser, airflow, "login"):
+        browser.get(f"{airflow.base_url}/")
         wait = WebDriverWait(browser, 60)
-        _type_into(browser, (By.NAME, "username"), "admin")
-        _type_into(browser, (By.NAME, "password"), local_airflow.password)
+        type_into(browser, (By.NAME, "username"), "admin")
+        type_into(browser, (By.NAME, "password"), airflow.password)
         wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "button[type=submit]"))).click()
         wait.until(lambda d: "/auth/login" not in d.current_url)
         wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, "[data-testid=nav-dags-link]")))
-    except BaseException:
-        local_airflow.artifacts.mkdir(parents=True, exist_ok=True)
-        browser.save_screenshot(str(local_airflow.artifacts / "login.png"))
-        raise
+    TIMINGS.mark("login", started)
     return browser
+
+
+@pytest.fixture(scope="session")
+def logged_in(browser: WebDriver, local_airflow: LocalAirflow) -> WebDriver:
+    return log_in(browser, local_airflow)

@@ -13,24 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
-from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
-from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -41,11 +30,20 @@ from selenium.webdriver.support.ui import WebDriverWait
 from nylas_dataverse.provider_info import PROVIDER_INFO
 from nylas_dataverse_sandbox import personas
 
+from .conftest import (
+    TIMINGS,
+    LocalAirflow,
+    click,
+    evidence_on_failure,
+    log_in,
+    run_chromium,
+    run_local_airflow,
+    visible_dialog,
+    wait_for,
+)
+
 pytestmark = pytest.mark.e2e
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-READY_LINE = "Airflow is ready"
-STARTUP_TIMEOUT_S = 300
 BACKFILL_TIMEOUT_S = 300
 # Nov 3 and Nov 4 hold sandbox mail (the sandbox's mailboxes span Nov 2-8, 2026).
 BACKFILL_FROM = ("2026/11/03", "2026-11-03")
@@ -54,108 +52,20 @@ BACKFILL_DAG = "nylas_to_dataverse__alice"
 SQLITE_LOCKED = "Database is locked"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _only_when_selected(request: pytest.FixtureRequest) -> None:
-    if "e2e" not in (request.config.option.markexpr or ""):
-        pytest.skip("browser test: run it with `make test-e2e` (pytest -m e2e tests/e2e)")
-
-
-@dataclass
-class Timings:
-    started: float = field(default_factory=time.monotonic)
-    steps: dict[str, float] = field(default_factory=dict)
-
-    def mark(self, step: str, since: float) -> None:
-        self.steps[step] = round(time.monotonic() - since, 1)
-
-
-TIMINGS = Timings()
-
-
-@dataclass
-class LocalAirflow:
-    base_url: str
-    password: str
-    home: Path
-    staging: Path
-    output: Path
-    artifacts: Path
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait(what: str, condition: Callable[[], Any], timeout: float, interval: float = 1.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
+# This module's own Airflow, browser and login (module-scoped): its backfills must meet no other module's.
+@pytest.fixture(scope="module")
+def local_airflow(request: pytest.FixtureRequest) -> Iterator[LocalAirflow]:
+    yield from run_local_airflow(request)
 
 
 @pytest.fixture(scope="module")
-def local_airflow(request: pytest.FixtureRequest) -> Iterator[LocalAirflow]:
-    workdir = Path(tempfile.mkdtemp(prefix="nylas-dataverse-e2e-"))
-    failures_before = request.session.testsfailed
-    home, staging, output = workdir / "airflow", workdir / "staging", workdir / "local_airflow.out"
-    port = _free_port()
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(("AIRFLOW_", "AIRFLOW__", "NYLAS_DATAVERSE_"))
-    }
-    command = [
-        sys.executable,
-        str(PROJECT_ROOT / "scripts" / "local_airflow.py"),
-        *("--port", str(port), "--airflow-home", str(home), "--sandbox-state", str(workdir / "sandbox")),
-        *("--staging", str(staging), "--free-sandbox-ports"),
-    ]
-    started = time.monotonic()
-    with output.open("wb") as out:
-        process = subprocess.Popen(
-            command, cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
+def browser(local_airflow: LocalAirflow) -> Iterator[WebDriver]:
+    yield from run_chromium()
 
-    def ready() -> bool:
-        if process.poll() is not None:
-            raise AssertionError(f"local_airflow.py exited with {process.returncode}:\n{output.read_text()}")
-        return READY_LINE in output.read_text()
 
-    try:
-        _wait("local_airflow.py to report ready", ready, STARTUP_TIMEOUT_S)
-        TIMINGS.mark("make airflow ready", started)
-        password = json.loads((home / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
-        yield LocalAirflow(f"http://127.0.0.1:{port}", password, home, staging, output, workdir / "artifacts")
-    finally:
-        stopping = time.monotonic()
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)  # what Ctrl-C sends; the script stops what it started
-            try:
-                process.wait(timeout=90)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-        TIMINGS.mark("stop after Ctrl-C", stopping)
-        stopped_cleanly = process.returncode == 0 and "Stopped Airflow and the sandbox." in output.read_text()
-        keep = not stopped_cleanly or request.session.testsfailed > failures_before
-        capture = request.config.pluginmanager.get_plugin("capturemanager")
-        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
-            print(f"\ne2e timings (s): {TIMINGS.steps}, total {time.monotonic() - TIMINGS.started:.0f}")
-            if keep:
-                print(f"local_airflow.py output, Airflow logs and screenshots kept in {workdir}")
-    transcript = output.read_text()
-    if not keep:
-        shutil.rmtree(workdir, ignore_errors=True)
-    assert process.returncode == 0, transcript[-3000:]
-    assert "Stopped Airflow and the sandbox." in transcript
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        assert sock.connect_ex(("127.0.0.1", port)) != 0, "the API server still listens after Ctrl-C"
+@pytest.fixture(scope="module")
+def logged_in(browser: WebDriver, local_airflow: LocalAirflow) -> WebDriver:
+    return log_in(browser, local_airflow)
 
 
 class RestApi:
@@ -175,80 +85,6 @@ class RestApi:
         response = requests.get(f"{self.base}{path}", headers=self.headers, params=params, timeout=30)
         response.raise_for_status()
         return response.json()
-
-
-def _chromium() -> tuple[str, str]:
-    browser = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = os.environ.get("CHROMEDRIVER") or shutil.which("chromedriver")
-    if not browser or not driver:
-        pytest.fail(
-            "chromium and chromedriver are needed: run `make test-e2e`, which installs Debian's "
-            "chromium and chromium-driver, or set CHROMIUM and CHROMEDRIVER to their paths"
-        )
-    return browser, driver
-
-
-@pytest.fixture(scope="module")
-def browser(local_airflow: LocalAirflow) -> Iterator[WebDriver]:
-    binary, driver_path = _chromium()
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):
-        options.add_argument(argument)
-    # An explicit driver path keeps Selenium Manager from trying to download one.
-    driver = webdriver.Chrome(options=options, service=Service(driver_path))
-    try:
-        yield driver
-    finally:
-        driver.quit()
-
-
-@contextlib.contextmanager
-def evidence_on_failure(driver: WebDriver, airflow: LocalAirflow, step: str) -> Iterator[None]:
-    try:
-        yield
-    except BaseException:
-        airflow.artifacts.mkdir(parents=True, exist_ok=True)
-        driver.save_screenshot(str(airflow.artifacts / f"{step}.png"))
-        (airflow.artifacts / f"{step}.html").write_text(driver.page_source)
-        print(f"\n{step} failed at {driver.current_url}; screenshot and page source in {airflow.artifacts}")
-        raise
-
-
-def _visible_dialog(driver: WebDriver) -> WebElement:
-    return WebDriverWait(driver, 20).until(
-        ec.visibility_of_element_located((By.CSS_SELECTOR, "[data-scope=dialog][data-part=content]"))
-    )
-
-
-def _type_into(driver: WebDriver, locator: tuple[str, str], text: str) -> None:
-    """Type into a field the React app may still be re-rendering; check that the text landed."""
-    for _ in range(5):
-        try:
-            box = WebDriverWait(driver, 30).until(ec.element_to_be_clickable(locator))
-            box.clear()
-            box.send_keys(text)
-            if box.get_attribute("value") == text:
-                return
-        except StaleElementReferenceException:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"could not type into {locator}")
-
-
-@pytest.fixture(scope="module")
-def logged_in(browser: WebDriver, local_airflow: LocalAirflow) -> WebDriver:
-    started = time.monotonic()
-    with evidence_on_failure(browser, local_airflow, "login"):
-        browser.get(f"{local_airflow.base_url}/")
-        wait = WebDriverWait(browser, 30)
-        _type_into(browser, (By.NAME, "username"), "admin")
-        _type_into(browser, (By.NAME, "password"), local_airflow.password)
-        wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "button[type=submit]"))).click()
-        wait.until(lambda d: "/auth/login" not in d.current_url)
-        wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, "[data-testid=nav-dags-link]")))
-    TIMINGS.mark("login", started)
-    return browser
 
 
 def test_wrong_password_is_refused(local_airflow: LocalAirflow) -> None:
@@ -290,7 +126,7 @@ def test_connection_form_has_the_providers_fields(
         wait.until(
             ec.element_to_be_clickable((By.XPATH, "//button[normalize-space(.)='Add Connection']"))
         ).click()
-        dialog = _visible_dialog(logged_in)
+        dialog = visible_dialog(logged_in)
         type_box = dialog.find_element(By.CSS_SELECTOR, "input[role=combobox]")
         type_box.send_keys(declared["hook-name"])  # what a user types: "Nylas", "Microsoft Dataverse"
         option = f"//*[@role='option'][normalize-space(.)='{declared['hook-name']}']"
@@ -343,13 +179,13 @@ def test_two_day_backfill_from_the_trigger_dialog_completes(
     api = RestApi(local_airflow)
     # On SQLite, Airflow 3.3.2 refuses to create a backfill while other writes are in flight (HTTP 503,
     # "Database is locked"); a user who opens the UI after start-up finds it idle, so wait for that.
-    _wait("the start-up runs to finish", lambda: _idle(api), 180, interval=2)
+    wait_for("the start-up runs to finish", lambda: _idle(api), 180, interval=2)
     started = time.monotonic()
     with evidence_on_failure(logged_in, local_airflow, "backfill-dialog"):
         logged_in.get(f"{local_airflow.base_url}/dags/{BACKFILL_DAG}")
         wait = WebDriverWait(logged_in, 30)
         wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "[data-testid=trigger-dag-button]"))).click()
-        dialog = _visible_dialog(logged_in)
+        dialog = visible_dialog(logged_in)
         dialog.find_element(By.XPATH, ".//*[normalize-space(text())='Backfill']").click()
         wait.until(lambda _: dialog.find_elements(By.CSS_SELECTOR, "[data-testid=datetime-input]"))
         _pick_datetime(logged_in, dialog, 0, BACKFILL_FROM[0])
@@ -360,7 +196,7 @@ def test_two_day_backfill_from_the_trigger_dialog_completes(
         attempts = 0
         while True:
             attempts += 1
-            run_button.click()
+            click(logged_in, run_button)
             try:
                 outcome = WebDriverWait(logged_in, 30).until(
                     lambda d: (
@@ -385,7 +221,7 @@ def test_two_day_backfill_from_the_trigger_dialog_completes(
         runs = api.get(f"/dags/{BACKFILL_DAG}/dagRuns", run_type="backfill")["dag_runs"]
         return runs if len(runs) == 2 and all(r["state"] in ("success", "failed") for r in runs) else None
 
-    runs = _wait("the backfill's two runs to finish", finished_runs, BACKFILL_TIMEOUT_S, interval=2)
+    runs = wait_for("the backfill's two runs to finish", finished_runs, BACKFILL_TIMEOUT_S, interval=2)
     TIMINGS.mark("backfill click to both runs finished", started)
     states = {run["logical_date"][:10]: run["state"] for run in runs}
     assert states == {BACKFILL_FROM[1]: "success", BACKFILL_TO[1]: "success"}, states
@@ -437,7 +273,7 @@ def test_every_path_syncs_the_day_it_is_identified_by(
     day: a report exists for every day asked for, none for a day not asked for, and every run is shown under
     the day it synced."""
     api = RestApi(local_airflow)
-    _wait("the start-up runs to finish", lambda: _idle(api), 180, interval=2)
+    wait_for("the start-up runs to finish", lambda: _idle(api), 180, interval=2)
 
     # 1. What `make run` does: a backfill of one day through the REST API.
     made = _post(
@@ -452,17 +288,17 @@ def test_every_path_syncs_the_day_it_is_identified_by(
         },
     )
     assert made.ok, made.text
-    _wait(
+    wait_for(
         "make run's day to be synced", lambda: _settled(api, DAY_DAG, {MAKE_RUN_DAY}), BACKFILL_TIMEOUT_S, 2
     )
-    _wait("idle", lambda: _idle(api), 120, interval=2)
+    wait_for("idle", lambda: _idle(api), 120, interval=2)
 
     wait = WebDriverWait(logged_in, 30)
     with evidence_on_failure(logged_in, local_airflow, "day-model-backfill"):
         # 2. A backfill from the UI over a range that overlaps the day make run synced.
         logged_in.get(f"{local_airflow.base_url}/dags/{DAY_DAG}")
         wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "[data-testid=trigger-dag-button]"))).click()
-        dialog = _visible_dialog(logged_in)
+        dialog = visible_dialog(logged_in)
         dialog.find_element(By.XPATH, ".//*[normalize-space(text())='Backfill']").click()
         wait.until(lambda _: dialog.find_elements(By.CSS_SELECTOR, "[data-testid=datetime-input]"))
         _pick_datetime(logged_in, dialog, 0, UI_BACKFILL[0][0])
@@ -471,9 +307,9 @@ def test_every_path_syncs_the_day_it_is_identified_by(
         wait.until(lambda _: "2 runs will be triggered" in dialog.text)
         before = api.get("/backfills", dag_id=DAY_DAG)["total_entries"]
         for _attempt in range(5):
-            dialog.find_element(By.XPATH, ".//button[normalize-space(.)='Run Backfill']").click()
+            click(logged_in, dialog.find_element(By.XPATH, ".//button[normalize-space(.)='Run Backfill']"))
             with contextlib.suppress(AssertionError):
-                _wait(
+                wait_for(
                     "the UI backfill",
                     lambda: api.get("/backfills", dag_id=DAY_DAG)["total_entries"] > before,
                     20,
@@ -481,19 +317,19 @@ def test_every_path_syncs_the_day_it_is_identified_by(
                 break
             time.sleep(2)
         expected = {"2026-11-03", "2026-11-04", "2026-11-05"}
-        _wait("the UI backfill's days", lambda: _settled(api, DAY_DAG, expected), BACKFILL_TIMEOUT_S, 2)
-        _wait("idle", lambda: _idle(api), 120, interval=2)
+        wait_for("the UI backfill's days", lambda: _settled(api, DAY_DAG, expected), BACKFILL_TIMEOUT_S, 2)
+        wait_for("idle", lambda: _idle(api), 120, interval=2)
 
     with evidence_on_failure(logged_in, local_airflow, "day-model-trigger"):
         # 3. A manual trigger of one day from the trigger form's date picker.
         logged_in.get(f"{local_airflow.base_url}/dags/{DAY_DAG}")
         wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "[data-testid=trigger-dag-button]"))).click()
-        dialog = _visible_dialog(logged_in)
+        dialog = visible_dialog(logged_in)
         wait.until(lambda _: dialog.find_elements(By.CSS_SELECTOR, "[data-testid=datetime-input]"))
         _pick_datetime(logged_in, dialog, 0, TRIGGER_DAY[0])
-        dialog.find_element(By.XPATH, ".//button[normalize-space(.)='Trigger']").click()
+        click(logged_in, dialog.find_element(By.XPATH, ".//button[normalize-space(.)='Trigger']"))
         expected.add(TRIGGER_DAY[1])
-        runs = _wait("the triggered day", lambda: _settled(api, DAY_DAG, expected), BACKFILL_TIMEOUT_S, 2)
+        runs = wait_for("the triggered day", lambda: _settled(api, DAY_DAG, expected), BACKFILL_TIMEOUT_S, 2)
 
     for day in SANDBOX_DAYS:
         report = local_airflow.staging / DAY_DAG / day / "report.json"

@@ -7,7 +7,7 @@ The browser logs in, opens **Sync health** from the navigation, and checks that 
 unresolved addresses and the expired grant are each shown; it filters, sorts and opens a grant's page.
 The screenshots go to ``docs/images/`` (the README shows them).
 
-The Airflow start-up, browser and helpers are those of ``test_ui_backfill.py`` (imported, not copied).
+The Airflow start-up, browser and helpers are those of ``conftest.py`` (imported, not copied).
 Run with ``make test-e2e``.
 """
 
@@ -33,10 +33,10 @@ from nylas_dataverse_sandbox import personas
 from nylas_dataverse_sandbox.nylas.webhooks import WebhookSender
 
 from . import test_ui_backfill as backfill
-from .test_ui_backfill import TIMINGS, LocalAirflow, RestApi, _idle, _wait, evidence_on_failure
+from .conftest import TIMINGS, LocalAirflow, evidence_on_failure, wait_for
+from .test_ui_backfill import RestApi, _idle
 
-# The same local Airflow, browser and login as the backfill test (module-scoped: this module starts its own).
-_only_when_selected = backfill._only_when_selected
+# Module-scoped like the backfill test's: this module starts its own Airflow, browser and login.
 local_airflow = backfill.local_airflow
 browser = backfill.browser
 logged_in = backfill.logged_in
@@ -131,7 +131,7 @@ def scenario(local_airflow: LocalAirflow) -> LocalAirflow:
     """A failed message, unresolved addresses and an expired grant, as the page must show them."""
     airflow = local_airflow
     api = RestApi(airflow)
-    _wait("the start-up runs to finish", lambda: _idle(api), 180, interval=2)
+    wait_for("the start-up runs to finish", lambda: _idle(api), 180, interval=2)
     started = time.monotonic()
     nylas, ca = _sandbox(airflow)
     day = YESTERDAY.isoformat()
@@ -162,14 +162,14 @@ def scenario(local_airflow: LocalAirflow) -> LocalAirflow:
             states[key] = runs[0]["state"] if runs else "none"
         return states if all(state in ("success", "failed") for state in states.values()) else None
 
-    states = _wait("alice's and carol's runs of yesterday", manual_runs_done, RUN_TIMEOUT_S, interval=2)
+    states = wait_for("alice's and carol's runs of yesterday", manual_runs_done, RUN_TIMEOUT_S, interval=2)
     assert states == {"alice": "success", "carol": "failed"}
 
     def realtime_recorded() -> bool:
         summary = _summary(airflow, "alice")
         return bool(summary and summary.get("realtime"))
 
-    _wait("the real-time run of alice's broken message", realtime_recorded, RUN_TIMEOUT_S, interval=2)
+    wait_for("the real-time run of alice's broken message", realtime_recorded, RUN_TIMEOUT_S, interval=2)
     TIMINGS.mark("health scenario: runs and webhooks done", started)
     return airflow
 
