@@ -39,6 +39,9 @@ FIGURES = (
     "real_speed",
     "cost_profiles",
 )
+# What a plain `make bench` measures. `e2e` (20,000 emails against the serial seed recipe: 15 minutes of
+# its 45) is superseded by `sustained`, the same day against the 8-thread baseline; `--only e2e` runs it.
+DEFAULT_FIGURES = tuple(figure for figure in FIGURES if figure != "e2e")
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -59,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     # A terminated benchmark still stops its sandbox and removes its scratch folder (via finally).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    wanted = set(args.only or FIGURES)
+    wanted = set(args.only or DEFAULT_FIGURES)
     started = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="nylas-dataverse-bench-"))
     # Airflow reads its home when first imported; the benchmark must not touch ~/airflow.
@@ -331,6 +334,8 @@ def _realistic_results(measured: dict[str, Any], results: dict[str, Any]) -> Non
         results["burst_speedup_vs_best_baseline"] = measured["burst"]["speedup"]
     if "sustained" in measured:
         results["sustained_speedup_vs_best_baseline"] = measured["sustained"]["speedup"]
+        # What the limits allow at most (the pipeline's exec-time ceiling over the baseline's request one).
+        results["sustained_speedup_bound"] = measured["sustained"]["bound"]["speedup"]
     if "real_speed" in measured:
         run = measured["real_speed"]["runs"][0]
         results["sustained_fraction_of_exec_ceiling_real_speed"] = run["fraction_of_ceiling"]
@@ -410,6 +415,7 @@ def _table(results: dict[str, Any]) -> str:
             ">= 5x",
             met("sustained_speedup_vs_best_baseline", lambda v: v >= 5),
         ),
+        ("sustained: most the limits allow", value("sustained_speedup_bound", "{}x"), "", ""),
         (
             "real speed: fraction of the execution ceiling",
             value("sustained_fraction_of_exec_ceiling_real_speed"),
