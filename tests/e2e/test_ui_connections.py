@@ -31,7 +31,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from nylas_dataverse.provider_info import PROVIDER_INFO
 from nylas_dataverse_sandbox import personas
 
-from .conftest import clear_toasts, click
+from .conftest import clear_toasts, click, visible_dialog
 
 if TYPE_CHECKING:
     from .conftest import LocalAirflow
@@ -124,12 +124,6 @@ def _evidence_on_failure(driver: WebDriver, airflow: LocalAirflow, step: str) ->
         raise
 
 
-def _visible_dialog(driver: WebDriver) -> WebElement:
-    return WebDriverWait(driver, 30).until(
-        ec.visibility_of_element_located((By.CSS_SELECTOR, "[data-scope=dialog][data-part=content]"))
-    )
-
-
 def _type_into(driver: WebDriver, dialog: WebElement, locator: tuple[str, str], text: str) -> None:
     """Replace a field's text as a user does (select all, type) and check that it landed.
 
@@ -174,7 +168,7 @@ def _row(driver: WebDriver, conn_id: str) -> WebElement:
 def _open_add_form(driver: WebDriver, conn_type: str) -> WebElement:
     hook_name = _declared(conn_type)["hook-name"]
     driver.find_element(By.XPATH, "//button[normalize-space(.)='Add Connection']").click()
-    dialog = _visible_dialog(driver)
+    dialog = visible_dialog(driver)
     type_box = dialog.find_element(By.CSS_SELECTOR, "input[role=combobox]")
     type_box.send_keys(hook_name)  # what a user types: "Nylas", "Microsoft Dataverse"
     option = f"//*[@role='option'][normalize-space(.)='{hook_name}']"
@@ -186,7 +180,7 @@ def _open_add_form(driver: WebDriver, conn_type: str) -> WebElement:
 
 def _open_edit_form(driver: WebDriver, conn_id: str) -> WebElement:
     _row(driver, conn_id).find_element(By.CSS_SELECTOR, "button[aria-label='Edit Connection']").click()
-    dialog = _visible_dialog(driver)
+    dialog = visible_dialog(driver)
     WebDriverWait(driver, 30).until(lambda _: dialog.find_elements(By.NAME, "host"))
     return dialog
 
