@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from selenium import webdriver
 from selenium.common.exceptions import ElementClickInterceptedException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
@@ -168,6 +169,28 @@ def _chromium() -> tuple[str, str]:
             "chromium and chromium-driver, or set CHROMIUM and CHROMEDRIVER to their paths"
         )
     return browser, driver
+
+
+class RestApi:
+    """The REST API as a second pair of eyes (what the browser did must show up here) and to clean up."""
+
+    def __init__(self, airflow: LocalAirflow) -> None:
+        self.base = f"{airflow.base_url}/api/v2"
+        token = requests.post(
+            f"{airflow.base_url}/auth/token",
+            json={"username": "admin", "password": airflow.password},
+            timeout=30,
+        )
+        token.raise_for_status()
+        self.headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+
+    def get(self, path: str, **params: Any) -> Any:
+        response = requests.get(f"{self.base}{path}", headers=self.headers, params=params, timeout=30)
+        response.raise_for_status()
+        return response.json()
+
+    def delete(self, path: str) -> None:
+        requests.delete(f"{self.base}{path}", headers=self.headers, timeout=30)
 
 
 def run_chromium() -> Iterator[WebDriver]:

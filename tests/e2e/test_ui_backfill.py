@@ -33,6 +33,7 @@ from nylas_dataverse_sandbox import personas
 from .conftest import (
     TIMINGS,
     LocalAirflow,
+    RestApi,
     click,
     evidence_on_failure,
     log_in,
@@ -66,25 +67,6 @@ def browser(local_airflow: LocalAirflow) -> Iterator[WebDriver]:
 @pytest.fixture(scope="module")
 def logged_in(browser: WebDriver, local_airflow: LocalAirflow) -> WebDriver:
     return log_in(browser, local_airflow)
-
-
-class RestApi:
-    """The REST API as a second pair of eyes: what the browser did must show up here."""
-
-    def __init__(self, airflow: LocalAirflow) -> None:
-        self.base = f"{airflow.base_url}/api/v2"
-        token = requests.post(
-            f"{airflow.base_url}/auth/token",
-            json={"username": "admin", "password": airflow.password},
-            timeout=30,
-        )
-        token.raise_for_status()
-        self.headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
-
-    def get(self, path: str, **params: Any) -> Any:
-        response = requests.get(f"{self.base}{path}", headers=self.headers, params=params, timeout=30)
-        response.raise_for_status()
-        return response.json()
 
 
 def test_wrong_password_is_refused(local_airflow: LocalAirflow) -> None:

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import pytest
-import requests
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -31,7 +30,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from nylas_dataverse.provider_info import PROVIDER_INFO
 from nylas_dataverse_sandbox import personas
 
-from .conftest import clear_toasts, click, visible_dialog
+from .conftest import RestApi, clear_toasts, click, visible_dialog
 
 if TYPE_CHECKING:
     from .conftest import LocalAirflow
@@ -83,28 +82,6 @@ return [...arguments[0].querySelectorAll('[data-scope=field][data-part=root]')].
 """
 AIRFLOW_OWN_FIELDS = {"Connection ID", "Connection Type"}  # not the provider's to describe
 SCREENSHOTS = Path(__file__).resolve().parents[2] / ".airflow" / "screenshots"  # git-ignored
-
-
-class RestApi:
-    """The REST API, to read where the sandbox is and to remove what a test created."""
-
-    def __init__(self, airflow: LocalAirflow) -> None:
-        self.base = f"{airflow.base_url}/api/v2"
-        token = requests.post(
-            f"{airflow.base_url}/auth/token",
-            json={"username": "admin", "password": airflow.password},
-            timeout=30,
-        )
-        token.raise_for_status()
-        self.headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
-
-    def get(self, path: str) -> Any:
-        response = requests.get(f"{self.base}{path}", headers=self.headers, timeout=30)
-        response.raise_for_status()
-        return response.json()
-
-    def delete(self, path: str) -> None:
-        requests.delete(f"{self.base}{path}", headers=self.headers, timeout=30)
 
 
 def _screenshot(driver: WebDriver, name: str) -> None:

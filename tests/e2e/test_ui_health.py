@@ -33,8 +33,8 @@ from nylas_dataverse_sandbox import personas
 from nylas_dataverse_sandbox.nylas.webhooks import WebhookSender
 
 from . import test_ui_backfill as backfill
-from .conftest import TIMINGS, LocalAirflow, evidence_on_failure, wait_for
-from .test_ui_backfill import RestApi, _idle
+from .conftest import TIMINGS, LocalAirflow, RestApi, evidence_on_failure, wait_for
+from .test_ui_backfill import _idle
 
 # Module-scoped like the backfill test's: this module starts its own Airflow, browser and login.
 local_airflow = backfill.local_airflow
