@@ -45,12 +45,11 @@ def waves(parents: Mapping[str, str | None]) -> dict[str, int]:
     return result
 
 
-def follow_thread(
-    record: EmailRecord, parent: EmailRecord | None, parent_regarding: RecordRef | None = None
-) -> EmailRecord:
-    """``record`` with its parent's regarding when none of its own parties gave it one: the parent's record
-    when the parent is in the run, else ``parent_regarding`` (what Dataverse says the parent is regarding)."""
-    regarding = parent.regarding if parent is not None else parent_regarding
-    if record.regarding is not None or regarding is None:
+def follow_thread(record: EmailRecord, parent_regarding: RecordRef | None) -> EmailRecord:
+    """``record`` with its parent's regarding when none of its own parties gave it one. The caller passes
+    what the parent is regarding: its record's regarding when the parent is in the run (transform keeps
+    only that, not the parent's record, so a big day's bodies are not held in memory), else what Dataverse
+    says the parent is regarding."""
+    if record.regarding is not None or parent_regarding is None:
         return record
-    return replace(record, regarding=regarding, regarding_rule=REGARDING_THREAD_PARENT)
+    return replace(record, regarding=parent_regarding, regarding_rule=REGARDING_THREAD_PARENT)

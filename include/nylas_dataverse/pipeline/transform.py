@@ -44,7 +44,7 @@ from nylas_dataverse.core.identity import (
     reply_parent_message_id,
 )
 from nylas_dataverse.core.ledger import Outcome
-from nylas_dataverse.core.mapping import EmailRecord, MappingContext, map_message
+from nylas_dataverse.core.mapping import MappingContext, RecordRef, map_message
 from nylas_dataverse.core.messages import BadMessage, NylasMessage, parse_message
 from nylas_dataverse.core.policy import FolderRoles, SkipReason, ThreadTracker, decide, party_addresses
 from nylas_dataverse.core.records import Decision
@@ -181,7 +181,9 @@ def transform_window(grant: GrantConfig, staging: RunStaging, dataverse: Dataver
     unresolved: Counter[str] = Counter()  # address -> messages naming it
     tally = UnresolvedTally()
     ambiguous: set[str] = set()
-    parents: dict[str, EmailRecord] = {}  # the records of this run's messages that others answer
+    # What each of this run's messages that others answer is regarding (not its record: a day of 100,000
+    # messages answered in threads of three would otherwise hold a third of its bodies until the end).
+    parents_regarding: dict[str, RecordRef | None] = {}
     per_wave: Counter[int] = Counter()
     with staging.writer(layout.DECISIONS) as decisions, staging.writer(layout.QUARANTINE) as quarantine:
         for wave in sorted(set(wave_of.values()) | {0}):
@@ -208,12 +210,15 @@ def transform_window(grant: GrantConfig, staging: RunStaging, dataverse: Dataver
                     )
                 if decision.email is not None and own is not None:
                     parent_key = links.get(own) or ""
+                    # A parent in the run was decided in an earlier wave; one outside it was looked up.
+                    in_run = parent_key in parents_regarding
                     email = threads.follow_thread(
-                        decision.email, parents.get(parent_key), parent_regarding.get(parent_key)
+                        decision.email,
+                        parents_regarding[parent_key] if in_run else parent_regarding.get(parent_key),
                     )
                     decision = dataclasses.replace(decision, email=email)
                     if own in answered:
-                        parents[own] = email
+                        parents_regarding[own] = email.regarding
                 decision = dataclasses.replace(decision, thread_wave=wave)
                 counts["to_load" if decision.pending else str(decision.outcome)] += 1
                 per_wave[wave] += 1
