@@ -371,11 +371,13 @@ def _table(results: dict[str, Any]) -> str:
             met("requests_per_email", lambda v: v <= 0.05),
         ),
         ("  seed-style baseline", value("baseline_requests_per_email"), "", ""),
+        # Time-scaled, this fraction measures the compression as much as the client (docs/benchmarks.md,
+        # figure 2); the goal moved to the real-speed row below.
         (
-            "throughput / ceiling (throttled)",
+            "throughput / ceiling (time scale 0.1)",
             value("throttled_fraction_of_ceiling"),
-            ">= 0.85",
-            met("throttled_fraction_of_ceiling", lambda v: v >= 0.85),
+            "see real speed",
+            "",
         ),
         ("  with default settings", value("throttled_fraction_of_ceiling_default_settings"), "", ""),
         ("transform msgs/s per core", value("transform_msgs_per_s_per_core", "{:,.0f}"), "", ""),
