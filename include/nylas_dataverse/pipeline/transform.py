@@ -183,7 +183,7 @@ def transform_window(grant: GrantConfig, staging: RunStaging, dataverse: Dataver
     ambiguous: set[str] = set()
     # What each of this run's messages that others answer is regarding (not its record: a day of 100,000
     # messages answered in threads of three would otherwise hold a third of its bodies until the end).
-    parents_regarding: dict[str, RecordRef | None] = {}
+    in_run_regarding: dict[str, RecordRef | None] = {}
     per_wave: Counter[int] = Counter()
     with staging.writer(layout.DECISIONS) as decisions, staging.writer(layout.QUARANTINE) as quarantine:
         for wave in sorted(set(wave_of.values()) | {0}):
@@ -211,14 +211,14 @@ def transform_window(grant: GrantConfig, staging: RunStaging, dataverse: Dataver
                 if decision.email is not None and own is not None:
                     parent_key = links.get(own) or ""
                     # A parent in the run was decided in an earlier wave; one outside it was looked up.
-                    in_run = parent_key in parents_regarding
+                    in_run = parent_key in in_run_regarding
                     email = threads.follow_thread(
                         decision.email,
-                        parents_regarding[parent_key] if in_run else parent_regarding.get(parent_key),
+                        in_run_regarding[parent_key] if in_run else parent_regarding.get(parent_key),
                     )
                     decision = dataclasses.replace(decision, email=email)
                     if own in answered:
-                        parents_regarding[own] = email.regarding
+                        in_run_regarding[own] = email.regarding
                 decision = dataclasses.replace(decision, thread_wave=wave)
                 counts["to_load" if decision.pending else str(decision.outcome)] += 1
                 per_wave[wave] += 1
