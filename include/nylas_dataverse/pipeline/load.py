@@ -13,8 +13,13 @@ Exactly once rests on three things:
 
 Threads (``core/threads.py``): the same lookup asks for the Message-IDs the chunk's replies answer, and a
 reply whose parent Dataverse holds is created with ``parentactivityid`` bound to it (the ledger entry names
-the parent). Decisions come wave by wave; a chunk never mixes waves, and every chunk of a wave is finished
-before the first chunk of the next is started, so a parent created by this run is found by its replies.
+the parent). Decisions come wave by wave (parents first). A reply whose parent is created in the same chunk
+is bound to the parent's deterministic ``activityid``: when the chunk's emails fit in one ``$batch`` they go
+in that one batch, parents first (Dataverse runs a batch's operations in order), otherwise wave by wave, each
+wave's batches after the one before. A chunk holding a later wave than a chunk still in progress waits for it,
+so a parent created by an earlier chunk is found by the lookup. A reply refused while its parent was not
+created (the parent failed transiently in the same round) is sent again after the parent at no cost, and
+without the link once the parent ends failed or turns out to be another writer's row.
 
 What a change set's answer means (whatever Dataverse does with the rest of the batch):
 
@@ -226,6 +231,7 @@ class _ChunkLoader:
                 else:
                     to_create.append((position, decision))
             parents = _parents([decision.email for _, decision in to_create if decision.email], present)
+            parents.update(_in_chunk_parents([decision for _, decision in to_create], parents))
             results = self.create([decision.email for _, decision in to_create if decision.email], parents)
             for position, decision in to_create:
                 assert decision.email is not None
@@ -277,7 +283,9 @@ class _ChunkLoader:
         """Create ``records``; every one ends with a final outcome (see the module docstring).
 
         Each email may fail transiently ``RETRY_ROUNDS`` times; a change set the service did not run (it
-        stopped the batch earlier) costs nothing against that and is sent again at once.
+        stopped the batch earlier) costs nothing against that and is sent again at once. ``parents`` may
+        bind a reply to another of ``records`` (listed before it); when that parent ends without a row of its
+        ``activityid`` the binding is removed from ``parents`` and the reply sent without it.
         """
         results: dict[str, tuple[Outcome, str | None]] = {}
         failures: Counter[str] = Counter()
@@ -285,19 +293,38 @@ class _ChunkLoader:
         pending = list(records)
         waited = 0.0
         stalled = 0
+        parents = {} if parents is None else parents
+        # Replies bound to a parent created in this call: the binding holds only once the parent's row exists.
+        ours = {record.activity_id.lower() for record in records}
+        awaiting = {reply: parent for reply, parent in parents.items() if parent in ours}
 
         def give_up(record: EmailRecord, why: str) -> None:
             reason = last_reason.get(record.activity_id, "dataverse_batch_not_applied")
             results[record.activity_id] = (Outcome.FAILED, f"{reason} ({why})")
 
+        def parent_row(reply: EmailRecord) -> bool | None:
+            """Whether the row the reply is bound to exists: None while its parent (in this call) is pending;
+            always True for a binding to a row Dataverse already held."""
+            parent = awaiting.get(reply.activity_id)
+            if parent is None:
+                return True
+            result = results.get(by_id[parent].activity_id)
+            if result is None:
+                return None
+            return result[0] is Outcome.CREATED or result[1] == "activityid_exists"
+
+        by_id = {record.activity_id.lower(): record for record in records}
         while pending:
             retry: list[EmailRecord] = []
             waits: list[float] = []
             progressed = failed_transiently = False
             bind = self.state.bind_external_sender
-            for batch, answers in self._send_round(pending, bind, parents or {}):
+            for batch, answers in self._send_round(pending, bind, parents):
                 for record, answer in zip(batch, answers, strict=True):
                     attempt = classify(answer)
+                    if attempt.outcome is not Outcome.CREATED and not parent_row(record):
+                        retry.append(record)  # sent again after its parent, at no cost
+                        continue
                     if attempt.outcome is Outcome.FAILED and bind and self._sender_refused(answer, record):
                         retry.append(record)  # sent again at once, without the binding
                         progressed = True
@@ -332,6 +359,10 @@ class _ChunkLoader:
                     give_up(record, f"still failing after {RETRY_ROUNDS} attempts")
                 else:
                     pending.append(record)
+            for reply in list(awaiting):
+                if parent_row(by_id[reply.lower()]) is False:
+                    # The parent ended failed, or as another writer's row: the reply goes without the link.
+                    del awaiting[reply], parents[reply]
             if not pending:
                 break
             stalled = 0 if progressed else stalled + 1
@@ -379,8 +410,16 @@ class _ChunkLoader:
     def _send_round(
         self, pending: list[EmailRecord], bind: bool, parents: dict[str, str]
     ) -> list[tuple[list[EmailRecord], list[BatchOutcome]]]:
-        """Every pending record once, in batches planned by ``_batches``, sent together."""
+        """Every pending record once, in batches planned by ``_batches``, sent together.
+
+        Records that fit in one batch go in it as listed (parents before their replies: Dataverse runs a
+        batch's operations in order). Otherwise a reply whose parent is pending too waits for the batches of
+        the parent's level, since batches sent together run in any order.
+        """
+        levels = _dependency_levels(pending, parents)
         batches = list(self._batches(pending))
+        if len(levels) > 1 and len(batches) > 1:
+            return [sent for level in levels for sent in self._send_round(level, bind, parents)]
         pool = self.state.batches
         if pool is None or len(batches) == 1:
             return [(batch, self._send(batch, bind, parents)) for batch in batches]
@@ -496,24 +535,53 @@ def _parents(records: Sequence[EmailRecord], present: dict[str, str]) -> dict[st
     return parents
 
 
-def _chunk_count(manifest: dict[str, Any], total: int) -> int:
-    """How many chunks ``_chunks`` makes: per thread wave (transform counts decisions per wave)."""
-    per_wave = manifest.get("thread_waves")
-    if not isinstance(per_wave, dict) or sum(per_wave.values()) != total:
-        return -(-total // CHUNK_SIZE)
-    return sum(-(-int(count) // CHUNK_SIZE) for count in per_wave.values())
+def _in_chunk_parents(to_create: Sequence[Decision], bound: dict[str, str]) -> dict[str, str]:
+    """activity_id -> the deterministic activityid of the email it answers, for the replies (not bound to a
+    row Dataverse holds) whose parent is created with them, in an earlier wave (so sent before them)."""
+    created_here = {
+        message_id_key(d.email.internet_message_id): (d.email.activity_id.lower(), d.thread_wave)
+        for d in to_create
+        if d.email is not None
+    }
+    parents: dict[str, str] = {}
+    for decision in to_create:
+        reply = decision.email
+        if reply is None or not reply.parent_message_id or reply.activity_id in bound:
+            continue
+        parent = created_here.get(message_id_key(reply.parent_message_id))
+        if parent is not None and parent[1] < decision.thread_wave:
+            parents[reply.activity_id] = parent[0]
+    return parents
+
+
+def _dependency_levels(records: list[EmailRecord], parents: dict[str, str]) -> list[list[EmailRecord]]:
+    """``records`` by how many of their ancestors are among them (0: none), keeping their order; a parent
+    is listed before its replies, so one pass is enough."""
+    level_of: dict[str, int] = {}
+    levels: list[list[EmailRecord]] = []
+    for record in records:
+        parent = parents.get(record.activity_id)
+        level = level_of[parent] + 1 if parent in level_of else 0
+        level_of[record.activity_id.lower()] = level
+        if level == len(levels):
+            levels.append([])
+        levels[level].append(record)
+    return levels
+
+
+def _chunk_count(total: int) -> int:
+    return -(-total // CHUNK_SIZE)
 
 
 def _chunks(staging: RunStaging, manifest: dict[str, Any]) -> Iterator[_Chunk]:
-    """Up to ``CHUNK_SIZE`` decisions each; a new chunk starts where the thread wave changes."""
+    """Up to ``CHUNK_SIZE`` decisions each, in the decisions file's order (wave by wave)."""
     chunk: list[Decision] = []
     index = 0
     for line in staging.read_lines(layout.DECISIONS, manifest, "transform"):
-        decision = Decision.from_json(line)
-        if chunk and (len(chunk) == CHUNK_SIZE or decision.thread_wave != chunk[-1].thread_wave):
+        if len(chunk) == CHUNK_SIZE:
             yield _Chunk(index, chunk)
             index, chunk = index + 1, []
-        chunk.append(decision)
+        chunk.append(Decision.from_json(line))
     if chunk:
         yield _Chunk(index, chunk)
 
@@ -560,7 +628,7 @@ def load_window(
         int(manifest.get("max_upload_bytes") or DEFAULT_ORG_LIMIT_BYTES),
     )
     loader = _ChunkLoader(dataverse, batch_size, state, files=files)
-    total_chunks = _chunk_count(manifest, total)
+    total_chunks = _chunk_count(total)
     progress = _Progress(f"Load {grant.key} {staging.label}", total_chunks, total, dataverse)
     resumed = retried = 0
 
@@ -589,19 +657,18 @@ def load_window(
         parallel,
         batch_size,
     )
-    in_flight: set[Future[None]] = set()
-    wave = 0
+    in_flight: dict[Future[None], int] = {}  # a chunk in progress -> its first wave
     with (
         ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="batch") as batches,
         ThreadPoolExecutor(max_workers=workers, thread_name_prefix="load") as pool,
     ):
         state.batches = batches
         for chunk in _chunks(staging, manifest):
-            if chunk.decisions[0].thread_wave != wave:  # replies to this run's mail wait for their parents
-                wave = chunk.decisions[0].thread_wave
+            # Its replies to mail of a chunk in progress wait for that chunk (their lookup must find it).
+            if in_flight and chunk.decisions[-1].thread_wave > min(in_flight.values()):
                 for future in in_flight:
                     future.result()
-                in_flight = set()
+                in_flight = {}
             earlier = _earlier_part(staging, chunk.index, len(chunk.decisions))
             if earlier is not None and all(entry.outcome is not Outcome.FAILED for entry in earlier):
                 resumed += 1
@@ -611,12 +678,13 @@ def load_window(
                     state.emails_done += len(earlier)
                 continue
             retried += earlier is not None
-            in_flight.add(pool.submit(run, chunk, earlier))
+            in_flight[pool.submit(run, chunk, earlier)] = chunk.decisions[0].thread_wave
             # Chunks are read lazily and at most 2 x workers are in flight, so memory stays bounded.
             if len(in_flight) >= 2 * workers:
-                finished, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                 for future in finished:
                     future.result()
+                    del in_flight[future]
         for future in in_flight:
             future.result()
 
