@@ -5,7 +5,7 @@ reads
 them back as the same type. A decision is either final (``outcome`` skipped or failed, with its reason) or
 pending (``outcome`` None) and then carries the ``EmailRecord`` to create. Load turns every decision into
 exactly one ``LedgerEntry``. ``thread_wave`` is the pending email's wave (``core/threads.py``): transform
-writes decisions wave by wave and load finishes one wave before it starts the next.
+writes decisions wave by wave and load sends each wave after the earlier ones (``pipeline/load.py``).
 """
 
 from __future__ import annotations

@@ -6,8 +6,9 @@
   server-side sync). A parent that is nowhere in Dataverse leaves the reply unbound; it is still created.
 - **Waves**: a message whose parent is in the same run is created after it. ``waves`` gives every message
   its depth among the run's messages (0: its parent is not in the run; 1 + the parent's otherwise), capped
-  at ``MAX_WAVE``; transform writes decisions wave by wave and load finishes each wave before the next
-  starts, so the lookup of a reply's chunk finds a parent made minutes earlier. Deeper replies share the
+  at ``MAX_WAVE``; transform writes decisions wave by wave, and load sends a parent before its replies: in
+  the same ``$batch`` (bound by the parent's deterministic ``activityid``) when their chunk fits one, else
+  in an earlier batch or chunk, whose parent the reply's lookup then finds. Deeper replies share the
   last wave; one whose parent is in that same wave may be created before it and then stays unbound.
   A cycle of ``In-Reply-To`` headers (forged or broken mail) ends at the message where it closes.
 - **Regarding follows the thread**, as server-side sync's correlation does: a reply for which no party
