@@ -105,6 +105,21 @@ def test_a_concurrency_429_lowers_the_ceiling_to_three_quarters_of_what_was_in_f
     assert pacer.burst_ceiling == 30
     assert pacer.limit(2.0) == 30  # no cooldown: the budgets are untouched
     assert pacer.throttled == {CONCURRENCY_LIMIT_CODE: 1}
+    assert pacer.limit(301.0) == 52  # a window later the burst may try the full ceiling again
+
+
+def test_a_concurrency_429_met_with_one_request_in_flight_keeps_the_sustained_level() -> None:
+    """Other processes writing as the same user held the 52 slots: this one keeps its dop-hint share (a
+    ceiling of 1 for the rest of the load once ran one at a quarter of the refill rate)."""
+    pacer = Pacer()
+    run(pacer, 0.0, ok(**{"x_ms_dop_hint": "4"}))
+    pacer.started(1.0)
+    pacer.finished(1.0, throttled(CONCURRENCY_LIMIT_CODE, retry_after_s=1.0))
+    assert pacer.burst_ceiling == 4
+    assert pacer.sustained == 4
+    run(pacer, 3.0, throttled(EXECUTION_LIMIT_CODE, retry_after_s=1.0))  # now pacing at the refill rate
+    assert pacer.limit(5.0) == 4
+    assert pacer.limit(400.0) == 52
 
 
 def test_a_low_time_remaining_header_ends_the_burst_and_a_high_one_never_extends_it() -> None:

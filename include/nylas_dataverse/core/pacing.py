@@ -15,7 +15,10 @@ The rule (``Pacer.limit``):
 * **sustained** (``x-ms-dop-hint`` when the service sends one, else 4) otherwise, and for one window after
   any execution-time or request-count 429;
 * a 429 pauses every new request until its ``Retry-After`` (``paused_until``), not just the one refused;
-* a concurrency 429 (``0x80072326``) lowers the burst ceiling to three quarters of what was in flight.
+* a concurrency 429 (``0x80072326``) lowers the burst ceiling to three quarters of what was in flight, for one
+  window and never below the sustained level: the 52 concurrent requests are the user's, shared with every
+  other process writing as it, so this process may have had one request in flight when the answer came
+  (a ceiling lowered to 1 for good once held a load at a quarter of the refill rate for 430 s).
 
 ``x-ms-ratelimit-time-remaining-xrm-requests`` and ``x-ms-ratelimit-burst-remaining-xrm-requests`` are
 undocumented debugging aids whose formats may change: when one reads as a number it may only make the pacer
@@ -78,6 +81,8 @@ class Pacer:
         if not 1 <= burst <= MAX_CONCURRENT:
             raise ValueError(f"burst must be between 1 and {MAX_CONCURRENT}, got {burst}")
         self.burst_ceiling = burst
+        self._configured_burst = burst
+        self._ceiling_lowered_until = float("-inf")
         self._configured_sustained = sustained
         self.dop_hint: int | None = None
         self.in_flight = 0
@@ -96,9 +101,10 @@ class Pacer:
 
     @property
     def sustained(self) -> int:
-        """In flight once the burst is over: the service's dop hint, else 4 (never above the burst)."""
+        """In flight once the burst is over: the service's dop hint, else 4 (never above the configured
+        burst; a concurrency 429 lowers only the burst, see ``finished``)."""
         chosen = self._configured_sustained or self.dop_hint or SUSTAINED_DEFAULT
-        return max(1, min(chosen, self.burst_ceiling))
+        return max(1, min(chosen, self._configured_burst))
 
     def bursting(self, now: float) -> bool:
         self._expire(now)
@@ -118,6 +124,8 @@ class Pacer:
         """Requests that may be in flight now (0 while a 429's Retry-After runs)."""
         if now < self.paused_until:
             return 0
+        if now >= self._ceiling_lowered_until:
+            self.burst_ceiling = self._configured_burst
         return self.burst_ceiling if self.bursting(now) else self.sustained
 
     def may_send(self, now: float) -> bool:
@@ -144,7 +152,9 @@ class Pacer:
         if answer.retry_after_s is not None:
             self.paused_until = max(self.paused_until, now + answer.retry_after_s)
         if code == CONCURRENCY_LIMIT_CODE:
-            self.burst_ceiling = max(1, min(self.burst_ceiling, (3 * in_flight_then) // 4))
+            lowered = min(self.burst_ceiling, (3 * in_flight_then) // 4)
+            self.burst_ceiling = max(self.sustained, lowered)
+            self._ceiling_lowered_until = now + WINDOW_S
         else:  # execution time, request count, or a 429 that names no limit: pace for a window
             self.cooldown_until = max(self.cooldown_until, now + WINDOW_S)
 
