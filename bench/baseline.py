@@ -14,6 +14,10 @@ the project's ``DataverseHook``, so the baseline also waits out 429s instead of 
 
 ``threads`` > 1 is what a competent user of the recipe would write: the same three requests per email, with
 that many emails in flight at once (listing and mapping stay on one thread).
+
+``stop_after_s`` ends a run that has already taken longer than the best baseline of the same comparison:
+it can no longer be the best, and the serial run would otherwise spend four of the burst's six minutes
+confirming that. A stopped run writes no further email and says how far it got (``stopped``).
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ class BaselineResult:
     already_present: int = 0
     skipped: int = 0
     failed: int = 0
+    stopped: bool = False
     lookup_s: float = 0.0
     write_s: float = 0.0
     threads: int = 1
@@ -83,9 +88,16 @@ def _write_one(record: EmailRecord, dataverse: DataverseHook, result: BaselineRe
 
 
 def run_baseline(
-    grant: GrantConfig, window: Window, nylas: NylasHook, dataverse: DataverseHook, *, threads: int = 1
+    grant: GrantConfig,
+    window: Window,
+    nylas: NylasHook,
+    dataverse: DataverseHook,
+    *,
+    threads: int = 1,
+    stop_after_s: float | None = None,
 ) -> BaselineResult:
     result = BaselineResult(threads=threads)
+    deadline = None if stop_after_s is None else time.monotonic() + stop_after_s
     workers = threads
     pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
     in_flight: set[Future[None]] = set()
@@ -109,6 +121,9 @@ def run_baseline(
         fields=grant.headers_field,
         page_size=grant.page_size,
     ):
+        if deadline is not None and time.monotonic() > deadline:
+            result.stopped = True
+            break
         result.messages += 1
         try:
             message = parse_message(raw)

@@ -110,7 +110,15 @@ def run_seed_baseline(spec: dict[str, Any], result: dict[str, Any]) -> None:
     started = time.time()
     clock = time.monotonic()
     day = day_window(dt.date.fromisoformat(spec["day"]))
-    outcome = run_baseline(grant, day, nylas, dataverse, threads=int(spec.get("threads", 1)))
+    stop_after_s = spec.get("stop_after_s")
+    outcome = run_baseline(
+        grant,
+        day,
+        nylas,
+        dataverse,
+        threads=int(spec.get("threads", 1)),
+        stop_after_s=None if stop_after_s is None else float(stop_after_s),
+    )
     result.update(started_at={"baseline": started}, seconds={"baseline": time.monotonic() - clock})
     result["baseline"] = outcome.as_dict()
     result["client"] = {
