@@ -13,7 +13,8 @@ Exactly once rests on three things:
 
 Threads (``core/threads.py``): the same lookup asks for the Message-IDs the chunk's replies answer, and a
 reply whose parent Dataverse holds is created with ``parentactivityid`` bound to it (the ledger entry names
-the parent). Decisions come wave by wave (parents first). A reply whose parent is created in the same chunk
+the parent). Decisions come wave by wave (parents first). A day that fits in one chunk is one chunk, its
+waves together; a larger day's chunks never mix waves. A reply whose parent is created in the same chunk
 is bound to the parent's deterministic ``activityid``: when the chunk's emails fit in one ``$batch`` they go
 in that one batch, parents first (Dataverse runs a batch's operations in order), otherwise wave by wave, each
 wave's batches after the one before. A chunk holding a later wave than a chunk still in progress waits for it,
@@ -569,19 +570,33 @@ def _dependency_levels(records: list[EmailRecord], parents: dict[str, str]) -> l
     return levels
 
 
-def _chunk_count(total: int) -> int:
-    return -(-total // CHUNK_SIZE)
+def _chunk_count(manifest: dict[str, Any], total: int) -> int:
+    """How many chunks ``_chunks`` makes (transform counts decisions per wave)."""
+    per_wave = manifest.get("thread_waves")
+    if total <= CHUNK_SIZE or not isinstance(per_wave, dict) or sum(per_wave.values()) != total:
+        return -(-total // CHUNK_SIZE)
+    return sum(-(-int(count) // CHUNK_SIZE) for count in per_wave.values())
 
 
-def _chunks(staging: RunStaging, manifest: dict[str, Any]) -> Iterator[_Chunk]:
-    """Up to ``CHUNK_SIZE`` decisions each, in the decisions file's order (wave by wave)."""
+def _chunks(staging: RunStaging, manifest: dict[str, Any], total: int) -> Iterator[_Chunk]:
+    """Up to ``CHUNK_SIZE`` decisions each, in the decisions file's order (wave by wave).
+
+    A day that fits in one chunk is one chunk, all its waves together (one lookup, one ``$batch`` when it
+    fits in one). A larger day's chunks never mix waves: a chunk holding a later wave than one in progress
+    waits for it, so mixed chunks would load one after another; one wave's chunks load side by side (a
+    1,000-email day in three waves: 17 batches in flight at most, 10 when every chunk waited for the last).
+    """
     chunk: list[Decision] = []
     index = 0
+    split_waves = total > CHUNK_SIZE
     for line in staging.read_lines(layout.DECISIONS, manifest, "transform"):
-        if len(chunk) == CHUNK_SIZE:
+        decision = Decision.from_json(line)
+        if chunk and (
+            len(chunk) == CHUNK_SIZE or (split_waves and decision.thread_wave != chunk[-1].thread_wave)
+        ):
             yield _Chunk(index, chunk)
             index, chunk = index + 1, []
-        chunk.append(Decision.from_json(line))
+        chunk.append(decision)
     if chunk:
         yield _Chunk(index, chunk)
 
@@ -628,7 +643,7 @@ def load_window(
         int(manifest.get("max_upload_bytes") or DEFAULT_ORG_LIMIT_BYTES),
     )
     loader = _ChunkLoader(dataverse, batch_size, state, files=files)
-    total_chunks = _chunk_count(total)
+    total_chunks = _chunk_count(manifest, total)
     progress = _Progress(f"Load {grant.key} {staging.label}", total_chunks, total, dataverse)
     resumed = retried = 0
 
@@ -663,7 +678,7 @@ def load_window(
         ThreadPoolExecutor(max_workers=workers, thread_name_prefix="load") as pool,
     ):
         state.batches = batches
-        for chunk in _chunks(staging, manifest):
+        for chunk in _chunks(staging, manifest, total):
             # Its replies to mail of a chunk in progress wait for that chunk (their lookup must find it).
             if in_flight and chunk.decisions[-1].thread_wave > min(in_flight.values()):
                 for future in in_flight:
