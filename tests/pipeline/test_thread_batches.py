@@ -166,3 +166,28 @@ def test_a_day_larger_than_a_chunk_loads_each_wave_in_chunks_of_that_wave_only(
     replies = [d for d in _decisions(runner, alice, day) if d.email and d.email.parent_message_id]
     assert replies
     assert all(ledger[d.nylas_id]["parent_activity_id"] for d in replies if d.thread_wave > 0)
+
+
+def test_a_transform_manifest_without_wave_counts_still_puts_every_chunk_in_the_ledger(
+    sandbox: Any, runner: Runner
+) -> None:
+    """Staging transformed by a release that did not count decisions per wave (loaded after an upgrade):
+    the load splits the day at wave changes all the same, so it must read back every chunk it made, not
+    the ``ceil(total / CHUNK_SIZE)`` the manifest suggests."""
+    day = dt.date(2026, 11, 17)
+    sandbox.nylas.add_bulk_day("alice", day, 700)
+    alice = grants(sandbox)["alice"]
+    runner.extract(alice, day)
+    staging = runner.transform(alice, day)
+    manifest = staging.read_manifest("transform")
+    per_wave = manifest.pop("thread_waves")
+    made = sum(-(-count // CHUNK_SIZE) for count in per_wave.values())
+    assert made > -(-700 // CHUNK_SIZE), per_wave  # the estimate falls short of the chunks made
+    staging.write_json(layout.STAGE_MANIFESTS["transform"], manifest)
+
+    runner.load(alice, day)
+
+    assert json.loads(staging.file(layout.LOAD_MANIFEST).read_bytes())["chunks"] == made
+    ledger = _ledger(runner, alice, day)
+    assert len(ledger) == 700
+    assert {entry["outcome"] for entry in ledger.values()} == {Outcome.CREATED.value}

@@ -571,7 +571,8 @@ def _dependency_levels(records: list[EmailRecord], parents: dict[str, str]) -> l
 
 
 def _chunk_count(manifest: dict[str, Any], total: int) -> int:
-    """How many chunks ``_chunks`` makes (transform counts decisions per wave)."""
+    """How many chunks ``_chunks`` will make, for the progress lines (transform counts decisions per wave;
+    a manifest without those counts gets an estimate, and the load counts the chunks it made)."""
     per_wave = manifest.get("thread_waves")
     if total <= CHUNK_SIZE or not isinstance(per_wave, dict) or sum(per_wave.values()) != total:
         return -(-total // CHUNK_SIZE)
@@ -643,7 +644,7 @@ def load_window(
         int(manifest.get("max_upload_bytes") or DEFAULT_ORG_LIMIT_BYTES),
     )
     loader = _ChunkLoader(dataverse, batch_size, state, files=files)
-    total_chunks = _chunk_count(manifest, total)
+    total_chunks = _chunk_count(manifest, total)  # an estimate until the chunks are made
     progress = _Progress(f"Load {grant.key} {staging.label}", total_chunks, total, dataverse)
     resumed = retried = 0
 
@@ -678,7 +679,9 @@ def load_window(
         ThreadPoolExecutor(max_workers=workers, thread_name_prefix="load") as pool,
     ):
         state.batches = batches
+        made = 0
         for chunk in _chunks(staging, manifest, total):
+            made = chunk.index + 1
             # Its replies to mail of a chunk in progress wait for that chunk (their lookup must find it).
             if in_flight and chunk.decisions[-1].thread_wave > min(in_flight.values()):
                 for future in in_flight:
@@ -702,6 +705,9 @@ def load_window(
                     del in_flight[future]
         for future in in_flight:
             future.result()
+    # The parts to read are the chunks made: a transform manifest without per-wave counts (an older
+    # release's) makes the estimate miss the chunks split at wave changes.
+    total_chunks = progress.total_chunks = made
 
     removed, second_rows = _check_second_rows(grant, dataverse, _iter_parts(staging, total_chunks))
     outcomes, ledger_count = _write_ledger(staging, _iter_parts(staging, total_chunks), removed)
