@@ -3,9 +3,10 @@
 Each file of ``dags/`` is parsed the way Airflow 3.3's DAG processor does it: in a process forked from one
 that has Airflow imported (so the project's own imports are paid per file, as they are there), with a
 ``BundleDagBag`` of that one file, then ``DagSerialization.to_dict`` and ``LazyDeserializedDAG`` for each
-DAG. Every file is parsed twice: first right after the grants file was written (one file pays for
-validating it and writing the grants index), then again (the steady state, every 30 s). The figure is the
-slowest parse of either pass; ``details`` has every file's.
+DAG. Every file is parsed right after the grants file was written (one file pays for validating it and
+writing the grants index), then the three slowest of them again (the steady state, every
+30 s; the shards are alike, so the slowest ones stand for the rest and the second pass costs a tenth of the
+first). The figure is the slowest parse of either pass; ``details`` has every file's.
 
 ``task_config_s``: what one task pays for its grant's configuration, at 1 and 5,000 grants: looking its
 grant up (``grants_index.load_one``, the index warm). ``task_parse_s`` is the whole parse a task does
@@ -29,6 +30,7 @@ from bench.harness import PROJECT_ROOT, say
 SIZES = (1, 1000, 5000)
 QUICK_SIZES = (1, 100)
 GOAL_S = 10.0
+WARM_FILES = 3  # parsed a second time: the slowest of the first pass
 
 
 def write_grants_file(path: Path, grants: int) -> list[str]:
@@ -141,17 +143,19 @@ def measure(workdir: Path, *, sizes: tuple[int, ...] = SIZES) -> dict[str, Any]:
         }
         # A deployed grants file is older than the timestamp granularity the index allows for.
         time.sleep(RACY_SECONDS + 0.1)
-        say(f"DAG parse: {size:,} grants, {len(files)} files, each parsed twice in a forked process")
+        say(f"DAG parse: {size:,} grants, {len(files)} files parsed in a forked process each, then again")
         cold = _run(workdir, [["parse", file, None] for file in files], env)
-        warm = _run(workdir, [["parse", file, None] for file in files], env)
+        slowest_cold = sorted(cold, key=lambda r: r["total_s"])[-WARM_FILES:]
+        again = [str(PROJECT_ROOT / "dags" / r["file"]) for r in slowest_cold]
+        warm = _run(workdir, [["parse", file, None] for file in again], env)
         slowest = max((*cold, *warm), key=lambda r: r["total_s"])
         entry: dict[str, Any] = {
             "max_file_s": round(slowest["total_s"], 3),
             "slowest_file": slowest["file"],
             "max_file_warm_s": round(max(r["total_s"] for r in warm), 3),
-            "sum_of_files_warm_s": round(sum(r["total_s"] for r in warm), 2),
-            "dags": sum(r["dags"] for r in warm),
-            "import_errors": sum(r["import_errors"] for r in warm),
+            "sum_of_files_s": round(sum(r["total_s"] for r in cold), 2),
+            "dags": sum(r["dags"] for r in cold),
+            "import_errors": sum(r["import_errors"] for r in cold),
             "cold": cold,
             "warm": warm,
         }
