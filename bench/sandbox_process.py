@@ -109,7 +109,9 @@ class SandboxProcess:
 
     def _admin(self, service: str, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         url = f"{self.description[service + '_url']}/_sandbox/{path}"
-        response = self._http.request(method, url, json=body, timeout=120)
+        # verify= on the call: requests lets REQUESTS_CA_BUNDLE (another sandbox's CA, when two run) win
+        # over the session's own.
+        response = self._http.request(method, url, json=body, timeout=120, verify=self._http.verify)
         response.raise_for_status()
         return response.json()
 
