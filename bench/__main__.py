@@ -12,6 +12,8 @@ import signal
 import sys
 import tempfile
 import time
+import traceback
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -53,6 +55,7 @@ class _TimedFigures(dict[str, Any]):
         super().__init__()
         self.seconds: dict[str, float] = {}
         self.alongside: dict[str, str] = {}  # a figure measured while another ran -> that figure
+        self.failed: dict[str, str] = {}  # a figure that raised -> its error
         self.start()
 
     def store_alongside(self, key: str, value: Any, *, seconds: float, during: str) -> None:
@@ -65,6 +68,26 @@ class _TimedFigures(dict[str, Any]):
 
     def start(self) -> None:
         self._last = time.monotonic()
+
+    def measure(self, key: str, measure: Callable[[], Any]) -> None:
+        """Store ``measure()`` under ``key``; a figure that fails is named in ``failed`` with its error and
+        the run goes on, so one bench bug or one crashed sandbox does not lose the figures already made."""
+        try:
+            self[key] = measure()
+        except Exception as error:  # every failure is reported; none stops the run
+            self.fail(key, error)
+
+    def fail(self, key: str, error: BaseException, *, during: str | None = None) -> None:
+        """Name ``key`` as failed; a figure measured alongside ``during`` leaves the clock to that one."""
+        if during is None:
+            now = time.monotonic()
+            self.seconds[key] = round(now - self._last, 1)
+            self._last = now
+        else:
+            self.alongside[key] = during
+        self.failed[key] = f"{type(error).__name__}: {error}"
+        say(f"{key}: FAILED: {self.failed[key]}")
+        traceback.print_exception(error)
 
     def __setitem__(self, key: str, value: Any) -> None:
         now = time.monotonic()
@@ -122,40 +145,48 @@ def main(argv: list[str] | None = None) -> int:
             harness = Harness(workdir, sandbox)
             measured.start()
             if "transform" in wanted:
-                measured["transform"] = figures.transform_throughput(harness, plan)
+                measured.measure("transform", lambda: figures.transform_throughput(harness, plan))
             if "e2e" in wanted:
-                measured["e2e"] = figures.end_to_end(harness, plan)
+                measured.measure("e2e", lambda: figures.end_to_end(harness, plan))
             if "throttled" in wanted:
                 settings = [(figures.DEFAULT_BATCH_SIZE, figures.DEFAULT_MAX_CONCURRENCY)]
-                measured["throttled"] = figures.throttled_throughput(harness, plan, settings)
+                measured.measure("throttled", lambda: figures.throttled_throughput(harness, plan, settings))
             if "multi_grant" in wanted:
-                measured["multi_grant"] = figures.multi_grant(harness, plan)
+                measured.measure("multi_grant", lambda: figures.multi_grant(harness, plan))
             if "memory" in wanted and "real_speed" not in wanted:
-                measured["memory"] = figures.peak_memory(harness, plan)
+                measured.measure("memory", lambda: figures.peak_memory(harness, plan))
             _realistic(harness, plan, wanted, measured, quick=args.quick)
             if "dashboard" in wanted:
                 from bench import dashboard
 
                 sizes = dashboard.QUICK if args.quick else {}
-                measured["dashboard"] = dashboard.measure(workdir / "dashboard", **sizes)
+                measured.measure("dashboard", lambda: dashboard.measure(workdir / "dashboard", **sizes))
             if wanted & {"realtime", "realtime_burst", "realtime_memory"}:
                 from bench import realtime_bench
 
-                measured["realtime"] = realtime_bench.measure(
-                    harness,
-                    quick=args.quick,
-                    memory_and_history=bool(wanted & {"realtime", "realtime_memory"}),
-                    burst=bool(wanted & {"realtime", "realtime_burst"}),
+                measured.measure(
+                    "realtime",
+                    lambda: realtime_bench.measure(
+                        harness,
+                        quick=args.quick,
+                        memory_and_history=bool(wanted & {"realtime", "realtime_memory"}),
+                        burst=bool(wanted & {"realtime", "realtime_burst"}),
+                    ),
                 )
             if "app_users" in wanted:
-                measured["app_users"] = app_users.measure(
-                    harness, app_users.QUICK if args.quick else app_users.ScalingPlan()
+                measured.measure(
+                    "app_users",
+                    lambda: app_users.measure(
+                        harness, app_users.QUICK if args.quick else app_users.ScalingPlan()
+                    ),
                 )
             if "dag_parse" in wanted:
                 from bench import dag_parse
 
                 parse_sizes = dag_parse.QUICK_SIZES if args.quick else dag_parse.SIZES
-                measured["dag_parse"] = dag_parse.measure(workdir / "dag_parse", sizes=parse_sizes)
+                measured.measure(
+                    "dag_parse", lambda: dag_parse.measure(workdir / "dag_parse", sizes=parse_sizes)
+                )
     finally:
         if args.keep:
             say(f"Kept {workdir}")
@@ -166,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     results["figure_seconds"] = measured.seconds
     if measured.alongside:
         results["figures_measured_alongside"] = measured.alongside
+    if measured.failed:
+        results["failed_figures"] = measured.failed
     if args.merge and args.output.exists():
         results = _merged(json.loads(args.output.read_text()), results)
     args.output.write_text(json.dumps(results, indent=2) + "\n")
@@ -173,6 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     print(_table(results))
     print()
     say(f"Wrote {args.output} in {(time.monotonic() - started) / 60:.1f} min")
+    if measured.failed:
+        say(f"Failed (see failed_figures in the results): {', '.join(measured.failed)}")
+        return 1
     return 0
 
 
@@ -192,30 +228,37 @@ def _realistic(
     from bench import figures, realistic
 
     if "day_sizes" in wanted:
-        measured["day_sizes"] = realistic.requests_by_day_size(
-            harness, plan.day_sizes, plan.org_mailbox_emails
+        measured.measure(
+            "day_sizes",
+            lambda: realistic.requests_by_day_size(harness, plan.day_sizes, plan.org_mailbox_emails),
         )
     if "lookup" in wanted:
-        measured["lookup"] = realistic.lookup_cost(plan.lookup_sizes)
+        measured.measure("lookup", lambda: realistic.lookup_cost(plan.lookup_sizes))
     if "burst" in wanted:
-        measured["burst"] = realistic.speedup(
-            harness,
-            label="burst",
-            count=plan.burst_messages,
-            day=realistic._DAYS["burst"],
-            time_scale=plan.burst_time_scale,
-            cost_profile="typical",
-            baseline_threads=(1, 4, 8),
+        measured.measure(
+            "burst",
+            lambda: realistic.speedup(
+                harness,
+                label="burst",
+                count=plan.burst_messages,
+                day=realistic._DAYS["burst"],
+                time_scale=plan.burst_time_scale,
+                cost_profile="typical",
+                baseline_threads=(1, 4, 8),
+            ),
         )
     if "sustained" in wanted:
-        measured["sustained"] = realistic.speedup(
-            harness,
-            label="sustained",
-            count=plan.sustained_messages,
-            day=realistic._DAYS["sustained"],
-            time_scale=plan.sustained_time_scale,
-            cost_profile="typical",
-            baseline_threads=plan.sustained_baseline_threads,
+        measured.measure(
+            "sustained",
+            lambda: realistic.speedup(
+                harness,
+                label="sustained",
+                count=plan.sustained_messages,
+                day=realistic._DAYS["sustained"],
+                time_scale=plan.sustained_time_scale,
+                cost_profile="typical",
+                baseline_threads=plan.sustained_baseline_threads,
+            ),
         )
     if "real_speed" in wanted:
         # The real-speed run mostly waits (20 emails/s, Retry-After pauses): the memory figure, whose peak
@@ -224,19 +267,26 @@ def _realistic(
             memory = None
             if "memory" in wanted:
                 memory = alongside.submit(_memory_alongside, harness.workdir, plan)
-            measured["real_speed"] = figures.throttled_throughput(
-                harness,
-                plan,
-                [(figures.DEFAULT_BATCH_SIZE, figures.DEFAULT_MAX_CONCURRENCY)],
-                cost_profile="typical",
-                time_scale=plan.burst_time_scale if quick else 1.0,
-                windows_measured=plan.real_speed_windows,
+            measured.measure(
+                "real_speed",
+                lambda: figures.throttled_throughput(
+                    harness,
+                    plan,
+                    [(figures.DEFAULT_BATCH_SIZE, figures.DEFAULT_MAX_CONCURRENCY)],
+                    cost_profile="typical",
+                    time_scale=plan.burst_time_scale if quick else 1.0,
+                    windows_measured=plan.real_speed_windows,
+                ),
             )
             if memory is not None:
-                value, seconds = memory.result()
-                measured.store_alongside("memory", value, seconds=seconds, during="real_speed")
+                try:
+                    value, seconds = memory.result()
+                except Exception as error:  # reported like any figure's failure
+                    measured.fail("memory", error, during="real_speed")
+                else:
+                    measured.store_alongside("memory", value, seconds=seconds, during="real_speed")
     if "cost_profiles" in wanted:
-        measured["cost_profiles"] = _cost_profiles(harness, plan, measured)
+        measured.measure("cost_profiles", lambda: _cost_profiles(harness, plan, measured))
 
 
 def _memory_alongside(workdir: Path, plan: Any) -> tuple[dict[str, Any], float]:
@@ -319,6 +369,17 @@ def _merged(earlier: dict[str, Any], now: dict[str, Any]) -> dict[str, Any]:
         merged["figures_measured_alongside"] = alongside
     else:
         merged.pop("figures_measured_alongside", None)
+    # A figure measured now is no longer failed; one that failed now keeps its earlier value, named here.
+    failed = {
+        key: error
+        for key, error in earlier.get("failed_figures", {}).items()
+        if key not in now.get("figure_seconds", {})
+    }
+    failed.update(now.get("failed_figures", {}))
+    if failed:
+        merged["failed_figures"] = failed
+    else:
+        merged.pop("failed_figures", None)
     run = {key: now[key] for key in _RUN_KEYS if key in now and key != "plan"}
     merged["merged_runs"] = [
         *earlier.get("merged_runs", []),

@@ -1,0 +1,55 @@
+"""`make bench` runs for most of an hour: one figure that fails must not lose the figures already made."""
+
+from __future__ import annotations
+
+import importlib
+
+runner = importlib.import_module("bench.__main__")
+
+
+def test_a_figure_that_raises_is_named_and_the_next_figures_still_run() -> None:
+    measured = runner._TimedFigures()
+
+    def broken() -> dict[str, float]:
+        raise ConnectionError("sandbox on port 5 went away")
+
+    measured.measure("burst", lambda: {"speedup": 1.6})
+    measured.measure("sustained", broken)
+    measured.measure("lookup", lambda: {"indexed_ratio_big_vs_small": 1.1})
+
+    assert dict(measured) == {"burst": {"speedup": 1.6}, "lookup": {"indexed_ratio_big_vs_small": 1.1}}
+    assert measured.failed == {"sustained": "ConnectionError: sandbox on port 5 went away"}
+    assert set(measured.seconds) == {"burst", "sustained", "lookup"}
+
+
+def test_a_failed_alongside_figure_leaves_the_clock_to_the_figure_it_ran_beside() -> None:
+    measured = runner._TimedFigures()
+    measured.fail("memory", MemoryError("out of memory"), during="real_speed")
+
+    assert "memory" not in measured.seconds
+    assert measured.alongside == {"memory": "real_speed"}
+    assert measured.failed == {"memory": "MemoryError: out of memory"}
+
+
+def test_merging_a_rerun_clears_the_failures_it_measured_and_keeps_the_others() -> None:
+    earlier = {
+        "date": "2026-12-01",
+        "burst_speedup_vs_best_baseline": 1.5,
+        "details": {"burst": {}, "memory": {}},
+        "figure_seconds": {"burst": 60.0, "sustained": 5.0, "memory": 1.0},
+        "failed_figures": {"sustained": "ConnectionError: x", "memory": "MemoryError: y"},
+    }
+    rerun = {
+        "date": "2026-12-03",
+        "sustained_speedup_vs_best_baseline": 2.2,
+        "details": {"sustained": {}},
+        "figure_seconds": {"sustained": 400.0},
+    }
+
+    merged = runner._merged(earlier, rerun)
+
+    assert merged["failed_figures"] == {"memory": "MemoryError: y"}
+    assert merged["sustained_speedup_vs_best_baseline"] == 2.2
+    assert merged["burst_speedup_vs_best_baseline"] == 1.5
+    assert merged["date"] == "2026-12-01"
+    assert merged["merged_runs"][-1]["figures"] == ["sustained"]
