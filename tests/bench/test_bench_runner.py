@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 
+import pytest
+
 runner = importlib.import_module("bench.__main__")
 
 
@@ -53,3 +55,16 @@ def test_merging_a_rerun_clears_the_failures_it_measured_and_keeps_the_others() 
     assert merged["burst_speedup_vs_best_baseline"] == 1.5
     assert merged["date"] == "2026-12-01"
     assert merged["merged_runs"][-1]["figures"] == ["sustained"]
+
+
+def test_the_real_speed_figure_can_count_more_windows_and_rejects_none(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert runner._plan(runner._parse(["--real-speed-windows", "2"])).real_speed_windows == 2
+    assert runner._plan(runner._parse([])).real_speed_windows == 1
+
+    for bad in ("0", "two"):
+        with pytest.raises(SystemExit) as exit_:
+            runner._parse(["--real-speed-windows", bad])
+        assert exit_.value.code == 2
+    assert "is not a whole number of windows" in capsys.readouterr().err
