@@ -113,7 +113,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--real-speed-windows",
         type=_positive_int,
         metavar="N",
-        help="count N whole 300 s windows in the real-speed figure instead of 1 (the pace after the burst)",
+        help="count N whole windows (300 s at real speed) in the real-speed figure, not 1",
     )
     return parser.parse_args(argv)
 
