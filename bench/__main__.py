@@ -23,7 +23,8 @@ from bench.harness import PROJECT_ROOT, Harness, say
 from bench.machine import describe_machine
 from bench.sandbox_process import SandboxProcess
 
-RESULTS = PROJECT_ROOT / "bench" / "results.json"
+RESULTS = PROJECT_ROOT / "bench" / "results.json"  # the published figures, quoted by the README
+SCRATCH_RESULTS = PROJECT_ROOT / "bench" / "out" / "results.json"  # git-ignored: smoke tests, single figures
 FIGURES = (
     "transform",
     "e2e",
@@ -102,12 +103,18 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke test, not a measurement")
     parser.add_argument("--only", choices=FIGURES, action="append", help="measure only these (repeatable)")
-    parser.add_argument("--output", type=Path, default=RESULTS, help=f"default {RESULTS}")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        help=f"where to write the results (default: {RESULTS.relative_to(PROJECT_ROOT)} for a full run or "
+        f"--merge, {SCRATCH_RESULTS.relative_to(PROJECT_ROOT)} for --quick or --only)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder (logs, staging)")
     parser.add_argument(
         "--merge",
         action="store_true",
-        help="update --output in place: keep the figures of an earlier run that are not measured now",
+        help="update the results file in place (bench/results.json unless --output): keep the figures of an "
+        "earlier run that are not measured now",
     )
     parser.add_argument(
         "--real-speed-windows",
@@ -128,6 +135,23 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _output(args: argparse.Namespace) -> Path:
+    """Where the results go. Only a full run (or a merge into it) replaces the published figures: a smoke
+    test or a single figure written there would silently stand in for the 45-minute run the README quotes."""
+    if args.output is not None:
+        output = Path(args.output)
+    elif (args.quick or args.only) and not args.merge:
+        output = SCRATCH_RESULTS
+    else:
+        output = RESULTS
+    if args.quick and args.merge and output.resolve() == RESULTS.resolve():
+        raise SystemExit(
+            f"python -m bench: --quick --merge would mix smoke-test sizes into the published figures in "
+            f"{RESULTS.relative_to(PROJECT_ROOT)}; drop --merge, or name another file with --output"
+        )
+    return output
+
+
 def _plan(args: argparse.Namespace) -> Any:
     """The sizes this run measures: the full plan, or --quick's, with any window count asked for."""
     from bench import figures
@@ -140,6 +164,7 @@ def _plan(args: argparse.Namespace) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
+    output = _output(args)
     # A terminated benchmark still stops its sandbox and removes its scratch folder (via finally).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     wanted = set(args.only or DEFAULT_FIGURES)
@@ -154,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("nylas_dataverse").setLevel(logging.WARNING)
 
     plan = _plan(args)
-    say(f"Scratch folder {workdir}; figures: {', '.join(f for f in FIGURES if f in wanted)}")
+    say(f"Scratch folder {workdir}; results to {output}")
+    say(f"Figures: {', '.join(f for f in FIGURES if f in wanted)}")
     measured = _TimedFigures()
     from bench import app_users
 
@@ -226,13 +252,14 @@ def main(argv: list[str] | None = None) -> int:
         results["figures_measured_alongside"] = measured.alongside
     if measured.failed:
         results["failed_figures"] = measured.failed
-    if args.merge and args.output.exists():
-        results = _merged(json.loads(args.output.read_text()), results)
-    args.output.write_text(json.dumps(results, indent=2) + "\n")
+    if args.merge and output.exists():
+        results = _merged(json.loads(output.read_text()), results)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(results, indent=2) + "\n")
     print()
     print(_table(results))
     print()
-    say(f"Wrote {args.output} in {(time.monotonic() - started) / 60:.1f} min")
+    say(f"Wrote {output} in {(time.monotonic() - started) / 60:.1f} min")
     if measured.failed:
         say(f"Failed (see failed_figures in the results): {', '.join(measured.failed)}")
         return 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 
 import pytest
 
@@ -68,3 +69,23 @@ def test_the_real_speed_figure_can_count_more_windows_and_rejects_none(
             runner._parse(["--real-speed-windows", bad])
         assert exit_.value.code == 2
     assert "is not a whole number of windows" in capsys.readouterr().err
+
+
+def test_only_a_full_run_or_a_merge_replaces_the_published_figures() -> None:
+    def output(*argv: str) -> object:
+        return runner._output(runner._parse(list(argv)))
+
+    assert output() == runner.RESULTS
+    assert output("--only", "dashboard", "--merge") == runner.RESULTS
+    # A smoke test or a single figure must not stand in for the full run the README quotes.
+    assert output("--quick") == runner.SCRATCH_RESULTS
+    assert output("--only", "burst") == runner.SCRATCH_RESULTS
+    assert output("--quick", "--output", "/tmp/q.json") == Path("/tmp/q.json")
+    assert runner.SCRATCH_RESULTS.parent.name == "out"  # bench/out/ is git-ignored
+
+
+def test_a_quick_run_refuses_to_merge_into_the_published_figures() -> None:
+    with pytest.raises(SystemExit, match="smoke-test sizes into the published figures"):
+        runner._output(runner._parse(["--quick", "--merge"]))
+    scratch = runner._output(runner._parse(["--quick", "--merge", "--output", "/tmp/quick-merged.json"]))
+    assert scratch == Path("/tmp/quick-merged.json")
