@@ -167,6 +167,15 @@ class BulkDay:
         party = Party(rng.choice(_UNKNOWN_NAMES), address)
         return _Group("unknown", party, None, "", "Quick question", False)
 
+    def counterparts(self) -> dict[str, int]:
+        """Messages by who the grant owner writes with (contact, account, lead, unknown): a caller that needs
+        unknown senders, say, can check a small day has them (the draw depends on the day)."""
+        kinds = dict.fromkeys(("contact", "account", "lead", "unknown"), 0)
+        for group_no in range(-(-self.count // THREAD_SIZE)):
+            first = group_no * THREAD_SIZE
+            kinds[self._group(group_no).kind] += min(THREAD_SIZE, self.count - first)
+        return kinds
+
     def _oldest_in_group(self, group_no: int) -> int:
         return min(group_no * THREAD_SIZE + THREAD_SIZE - 1, self.count - 1)
 

@@ -81,6 +81,29 @@ def test_bulk_messages_are_realistic_and_carry_unique_message_ids(
     assert all(m["headers"] == [] for m in sent), "Microsoft hides headers of Sent Items"
 
 
+@pytest.mark.parametrize("day", ["2026-12-02", "2026-12-03"])
+def test_describe_counts_the_messages_with_each_kind_of_counterpart(
+    api: NylasApi, nylas_backend: NylasBackend, alice: personas.GrantPersona, day: str
+) -> None:
+    # 2026-12-03's 30 messages have no unknown sender; 2026-12-02's have: a caller needing one can tell.
+    added = api.admin("POST", "/_sandbox/bulk", {"grant": "alice", "day": day, "count": 30, "describe": True})
+    plain = api.admin("POST", "/_sandbox/bulk", {"grant": "alice", "day": "2026-12-01", "count": 3})
+    start, end = seed.day_bounds(dt.date.fromisoformat(day))
+
+    listed = api.walk(alice.grant_id, {"received_after": start, "received_before": end, "limit": 200})
+
+    seeded_ids = {s["id"] for s in nylas_backend.messages_for("alice", dt.date.fromisoformat(day))}
+    bulk = [m for m in listed if m["id"] not in seeded_ids]
+    with_unknown = [
+        m for m in bulk if {p["email"] for p in m["from"] + m["to"]} & set(personas.UNKNOWN_SENDERS)
+    ]
+    counterparts = added.json()["data"]["counterparts"]
+    assert counterparts["unknown"] == len(with_unknown)
+    assert sum(counterparts.values()) == len(bulk) == 30
+    assert (counterparts["unknown"] > 0) == (day == "2026-12-02")
+    assert "counterparts" not in plain.json()["data"]  # drawn only when asked
+
+
 @pytest.mark.parametrize("grant_key", ["alice", "bob", "carol"])
 def test_a_bulk_message_is_found_by_its_id(
     api: NylasApi, nylas_backend: NylasBackend, grant_key: str
