@@ -7,8 +7,8 @@ UV_VERSION := 0.13.8
 STAMP := $(VENV)/.bootstrapped
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help bootstrap test lint typecheck unit run sandbox bench bench-latency bench-attachments airflow test-e2e cluster \
-	test-cluster cluster-packages lock clean
+.PHONY: help bootstrap test lint typecheck unit run sandbox bench bench-latency bench-attachments airflow test-e2e docs-images \
+	cluster test-cluster cluster-packages lock clean
 
 help:
 	@echo "make run       bootstrap, start the sandbox, sync one day for every sandbox grant, show the results"
@@ -19,6 +19,7 @@ help:
 	@echo "make bench-latency  webhook-to-row latency through a full local Airflow; bench/webhook_latency.json"
 	@echo "make bench-attachments  memory of a 25 MiB attachment's load; bench/attachment_memory.json"
 	@echo "make test-e2e  browser test against make airflow"
+	@echo "make docs-images  refresh docs/images/health-*.png from the sync-health browser test"
 	@echo "make cluster   production-shaped Airflow: PostgreSQL, Redis, CeleryExecutor, 2 workers, S3 staging"
 	@echo "make test-cluster  drive make cluster through its REST API (backfill, worker kill, pool, webhooks)"
 	@echo "make lock      recompile requirements/lock.txt from requirements/dev.in"
@@ -68,6 +69,7 @@ bench-attachments: $(STAMP)
 airflow: $(STAMP)
 	$(BIN)/python scripts/local_airflow.py
 
+E2E_ARGS ?= tests/e2e
 # The browser comes from Debian (Playwright's own download needs a CDN); Selenium drives it.
 test-e2e: $(STAMP)
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
@@ -75,7 +77,11 @@ test-e2e: $(STAMP)
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$SUDO apt-get update -qq && \
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
-	$(BIN)/python -m pytest -m e2e tests/e2e --timeout=900
+	$(BIN)/python -m pytest -m e2e $(E2E_ARGS) --timeout=900
+
+# The README's screenshots: the sync-health browser test, writing into docs/images/ instead of .airflow/.
+docs-images: $(STAMP)
+	E2E_DOC_IMAGES=1 $(MAKE) test-e2e E2E_ARGS=tests/e2e/test_ui_health.py
 
 # PostgreSQL and Redis come from Debian, installed only when missing (as for make test-e2e).
 cluster-packages:

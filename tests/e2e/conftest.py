@@ -43,6 +43,7 @@ from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = PROJECT_ROOT / ".airflow" / "screenshots"  # git-ignored: the browser tests' step screenshots
 READY_LINE = "Airflow is ready"
 STARTUP_TIMEOUT_S = 420  # 20-40 s on an idle 2-core machine; much longer when it is shared
 

@@ -10,11 +10,8 @@ Run with ``make test-e2e``; skipped by a plain ``pytest`` run.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -30,7 +27,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from nylas_dataverse.provider_info import PROVIDER_INFO
 from nylas_dataverse_sandbox import personas
 
-from .conftest import RestApi, clear_toasts, click, visible_dialog
+from .conftest import SCREENSHOTS, RestApi, clear_toasts, click, evidence_on_failure, visible_dialog
 
 if TYPE_CHECKING:
     from .conftest import LocalAirflow
@@ -81,24 +78,11 @@ return [...arguments[0].querySelectorAll('[data-scope=field][data-part=root]')].
 });
 """
 AIRFLOW_OWN_FIELDS = {"Connection ID", "Connection Type"}  # not the provider's to describe
-SCREENSHOTS = Path(__file__).resolve().parents[2] / ".airflow" / "screenshots"  # git-ignored
 
 
 def _screenshot(driver: WebDriver, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     driver.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
-
-
-@contextlib.contextmanager
-def _evidence_on_failure(driver: WebDriver, airflow: LocalAirflow, step: str) -> Iterator[None]:
-    try:
-        yield
-    except BaseException:
-        _screenshot(driver, f"FAILED-{step}")
-        airflow.artifacts.mkdir(parents=True, exist_ok=True)
-        (airflow.artifacts / f"{step}.html").write_text(driver.page_source)
-        print(f"\n{step} failed at {driver.current_url}; see {SCREENSHOTS} and {airflow.artifacts}")
-        raise
 
 
 def _type_into(driver: WebDriver, dialog: WebElement, locator: tuple[str, str], text: str) -> None:
@@ -280,7 +264,7 @@ def test_the_sandbox_connection_opens_with_help_everywhere_and_passes_test(
 ) -> None:
     driver, conn_id = logged_in, f"{conn_type}_default"
     sandbox = _sandbox(RestApi(local_airflow))
-    with _evidence_on_failure(driver, local_airflow, f"{conn_type}-existing"):
+    with evidence_on_failure(driver, local_airflow, f"{conn_type}-existing"):
         _open_connections(driver, local_airflow)
         dialog = _open_edit_form(driver, conn_id)
         fields = _look_at_the_form(driver, dialog, conn_type, f"{conn_type}-1-edit-form-of-{conn_id}")
@@ -300,7 +284,7 @@ def test_a_connection_made_in_the_form_passes_test_and_a_wrong_secret_is_named(
     sandbox = _sandbox(api)
     conn_id = None
     try:
-        with _evidence_on_failure(driver, local_airflow, f"{conn_type}-new"):
+        with evidence_on_failure(driver, local_airflow, f"{conn_type}-new"):
             _open_connections(driver, local_airflow)
             dialog = _open_add_form(driver, conn_type)
             fields = _look_at_the_form(driver, dialog, conn_type, f"{conn_type}-3-new-form")

@@ -5,7 +5,9 @@ expired grant (carol); both are run for yesterday from the REST API, Nylas' webh
 ``grant.expired`` and a message for alice that cannot be parsed (the real-time DAG records it as failed).
 The browser logs in, opens **Sync health** from the navigation, and checks that the failure, the
 unresolved addresses and the expired grant are each shown; it filters, sorts and opens a grant's page.
-The screenshots go to ``docs/images/`` (the README shows them).
+Its screenshots go to ``.airflow/screenshots/`` (git-ignored); ``make docs-images`` runs it with
+``E2E_DOC_IMAGES=1`` to refresh the ``docs/images/`` the README shows (each run's dates differ, so a plain
+test run must not rewrite committed files).
 
 The Airflow start-up, browser and helpers are those of ``conftest.py`` (imported, not copied).
 Run with ``make test-e2e``.
@@ -16,6 +18,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import os
 import re
 import time
 from pathlib import Path
@@ -33,7 +36,7 @@ from nylas_dataverse_sandbox import personas
 from nylas_dataverse_sandbox.nylas.webhooks import WebhookSender
 
 from . import test_ui_backfill as backfill
-from .conftest import TIMINGS, LocalAirflow, RestApi, evidence_on_failure, wait_for
+from .conftest import SCREENSHOTS, TIMINGS, LocalAirflow, RestApi, evidence_on_failure, wait_for
 from .test_ui_backfill import _idle
 
 # Module-scoped like the backfill test's: this module starts its own Airflow, browser and login.
@@ -44,7 +47,7 @@ logged_in = backfill.logged_in
 pytestmark = pytest.mark.e2e
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-IMAGES = PROJECT_ROOT / "docs" / "images"
+IMAGES = PROJECT_ROOT / "docs" / "images" if os.environ.get("E2E_DOC_IMAGES") == "1" else SCREENSHOTS
 RUN_TIMEOUT_S = 300
 YESTERDAY = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
 BODY_MARK = "E2E-BODY-MUST-NOT-SHOW"
