@@ -85,7 +85,25 @@ def test_only_a_full_run_or_a_merge_replaces_the_published_figures() -> None:
 
 
 def test_a_quick_run_refuses_to_merge_into_the_published_figures() -> None:
-    with pytest.raises(SystemExit, match="smoke-test sizes into the published figures"):
+    with pytest.raises(
+        SystemExit, match="--quick --merge would mix figures measured otherwise into the published ones"
+    ):
         runner._output(runner._parse(["--quick", "--merge"]))
     scratch = runner._output(runner._parse(["--quick", "--merge", "--output", "/tmp/quick-merged.json"]))
     assert scratch == Path("/tmp/quick-merged.json")
+
+
+def test_the_sustained_figure_can_use_another_cost_profile_but_not_merge_it_into_the_published_one(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert runner._plan(runner._parse([])).sustained_cost_profile == "typical"
+    fast = runner._parse(["--only", "sustained", "--sustained-profile", "fast"])
+    assert runner._plan(fast).sustained_cost_profile == "fast"
+    assert runner._output(fast) == runner.SCRATCH_RESULTS
+
+    with pytest.raises(SystemExit, match="--sustained-profile fast --merge"):
+        runner._output(runner._parse(["--only", "sustained", "--sustained-profile", "fast", "--merge"]))
+    with pytest.raises(SystemExit) as exit_:
+        runner._parse(["--sustained-profile", "cheap"])
+    assert exit_.value.code == 2
+    assert "invalid choice: 'cheap'" in capsys.readouterr().err
