@@ -144,17 +144,18 @@ def _positive_int(text: str) -> int:
 
 
 def _output(args: argparse.Namespace) -> Path:
-    """Where the results go. Only a full run (or a merge into it) replaces the published figures: a smoke
-    test or a single figure written there would silently stand in for the 45-minute run the README quotes."""
-    if args.output is not None:
-        output = Path(args.output)
-    elif (args.quick or args.only) and not args.merge:
-        output = SCRATCH_RESULTS
-    else:
-        output = RESULTS
+    """Where the results go. Only a full run of the published plan (or a merge into it) replaces the
+    published figures: a smoke test, a single figure or another cost profile written there would silently
+    stand in for the 45-minute run the README quotes."""
     unpublished = "--quick" if args.quick else None
     if args.sustained_profile not in (None, "typical"):
         unpublished = f"--sustained-profile {args.sustained_profile}"
+    if args.output is not None:
+        output = Path(args.output)
+    elif (unpublished or args.only) and not args.merge:
+        output = SCRATCH_RESULTS
+    else:
+        output = RESULTS
     if unpublished and args.merge and output.resolve() == RESULTS.resolve():
         raise SystemExit(
             f"python -m bench: {unpublished} --merge would mix figures measured otherwise into the published "

@@ -100,6 +100,8 @@ def test_the_sustained_figure_can_use_another_cost_profile_but_not_merge_it_into
     fast = runner._parse(["--only", "sustained", "--sustained-profile", "fast"])
     assert runner._plan(fast).sustained_cost_profile == "fast"
     assert runner._output(fast) == runner.SCRATCH_RESULTS
+    assert runner._output(runner._parse(["--sustained-profile", "fast"])) == runner.SCRATCH_RESULTS
+    assert runner._output(runner._parse(["--sustained-profile", "typical"])) == runner.RESULTS
 
     with pytest.raises(SystemExit, match="--sustained-profile fast --merge"):
         runner._output(runner._parse(["--only", "sustained", "--sustained-profile", "fast", "--merge"]))
