@@ -6,9 +6,9 @@ backfill of one day for every sandbox grant. It waits for the runs, prints what 
 grant names its cause in one line), and stops what it started. When `make airflow` is already running on this
 project, its Airflow is used instead of starting a second one.
 
-The runs stay in Airflow's history: `make airflow` afterwards shows them, identified by the day they synced
-(`backfill__2026-11-03...`). Dataverse state persists in .sandbox/, so a second `make run` syncs the day again
-and creates nothing.
+The runs stay in Airflow's history: `make airflow` afterwards shows them, noted with the day they synced
+("Syncs the UTC day 2026-11-03"; Airflow names a backfill run after the next day, `backfill__2026-11-04...`).
+Dataverse state persists in .sandbox/, so a second `make run` syncs the day again and creates nothing.
 """
 
 from __future__ import annotations

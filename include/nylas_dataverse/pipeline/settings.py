@@ -30,8 +30,8 @@ def load_grants(project_root: Path) -> ConfigResult:
 
 def retention_dry_run_default() -> bool:
     """Whether the staging retention DAG's runs only list what they would delete (its ``dry_run`` param's
-    default). True unless ``NYLAS_DATAVERSE_RETENTION_DRY_RUN`` is ``false``, ``0`` or ``no``: a new
-    deployment shows what it would delete before it deletes anything."""
+    default). True unless ``NYLAS_DATAVERSE_RETENTION_DRY_RUN`` is ``false``, ``0``, ``no`` or ``off`` (any
+    case): a new deployment shows what it would delete before it deletes anything."""
     value = os.environ.get(RETENTION_DRY_RUN_ENV, "").strip().casefold()
     return value not in {"false", "0", "no", "off"}
 

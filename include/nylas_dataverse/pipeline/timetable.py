@@ -7,7 +7,8 @@ date D the interval of the day *before* D, so the trigger form, the CLI and ``ai
 a different day than the one the run was shown under. Here a manual run syncs the day that contains its
 logical date, or the last complete day when that day is not over yet (the rule is
 ``core.window.manual_run_day``). Run ids name the day: ``scheduled__2026-11-04``,
-``manual__2026-11-04__at_20261201T205300``; backfills keep Airflow's ``backfill__2026-11-04T00:00:00+00:00``.
+``manual__2026-11-04__at_20261201T205300``; backfills keep Airflow's
+id, named after the moment the run may start: ``backfill__2026-11-05T00:00:00+00:00`` syncs 2026-11-04.
 
 Airflow deserializes custom timetables only when a plugin registers them: the distribution does so through the
 ``airflow.plugins`` entry point (``plugin.NylasDataversePlugin``), so every component that has the package
