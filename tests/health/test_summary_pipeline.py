@@ -109,3 +109,28 @@ def test_an_expired_grant_recorded_by_the_failure_path_shows_as_expired(
     row = overview_row(info, summary, None, now=now)
     assert row.strip[-2].state is DayState.RUN_FAILED
     assert row.strip[-2].failure_kind == "grant_expired"
+
+
+def test_a_failed_message_whose_subject_is_not_valid_unicode_still_reaches_the_health_page(
+    sandbox: Any, staging_root: ObjectStoragePath
+) -> None:
+    alice = sandbox_grants(sandbox)["alice"]
+    staging = RunStaging(staging_root, alice.dag_id, SEEDED_DAY.isoformat())
+    services = Services.for_grant(alice)
+    run_stage("extract", alice, staging, services, window=Window.for_day(SEEDED_DAY))
+    first = json.loads(gzip.decompress(staging.file("messages.jsonl.gz").read_bytes()).splitlines()[0])
+    broken = broken_message(first, 2)
+    broken["subject"] = "Quote \ud83d for Q1"  # a lone surrogate: valid JSON, not valid Unicode
+    restage_with(staging, [broken])
+
+    with pytest.raises(TooManyFailuresError):
+        run_window(alice, staging, services=services, stages=("transform", "load", "report"))
+
+    store = SummaryStore(staging_root)
+    [entry] = store.entries("alice", since=SEEDED_DAY)
+    [failed] = entry.failed_messages
+    assert failed.code == "invalid_message"
+    assert failed.subject == "Quote \ufffd for Q1"
+    summary = store.read_summary("alice")
+    assert summary is not None
+    assert summary.daily_by_day()[SEEDED_DAY].state() is DayState.RUN_FAILED

@@ -105,7 +105,8 @@ def _remove(path: ObjectStoragePath, *, recursive: bool = False) -> None:
 
 
 def _dumps(data: object) -> bytes:
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+    # "replace": a lone surrogate (JSON can carry one; UTF-8 cannot) must not cost the grant its summary.
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "replace")
 
 
 class SummaryStore:
@@ -450,14 +451,17 @@ def failed_messages(
 
 
 def _opt(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None
+    """Text as the health page can show it: a lone surrogate (staged as Nylas sent it) becomes U+FFFD."""
+    if not isinstance(value, str) or not value:
+        return None
+    return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 def _first_address(value: object) -> str | None:
     if isinstance(value, list):
         for participant in value:
             if isinstance(participant, dict) and isinstance(participant.get("email"), str):
-                return str(participant["email"])
+                return _opt(participant["email"])
     return None
 
 
