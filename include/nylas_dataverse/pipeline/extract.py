@@ -37,7 +37,21 @@ def grant_context(grant: GrantConfig, nylas: NylasHook) -> GrantContext:
     """Read the grant (a 401 here means it expired: fail before paging) and its folder roles."""
     data = nylas.get_grant(grant.grant_id)
     roles = dict(FolderRoles.from_nylas_folders(nylas.list_folders(grant.grant_id)).roles)
-    return GrantContext(grant.email or data.get("email"), str(data.get("provider", "?")), roles)
+    reported = data.get("email") if isinstance(data.get("email"), str) else None
+    if grant.email and reported and grant.email.casefold() != reported.casefold():
+        # Kept (the Dataverse user may know the mailbox by an alias), but it decides the emails' owner and
+        # which mail counts as sent, so a copy-paste slip must not pass unnoticed.
+        log.warning(
+            "Grant %s: the grants file says email %s but Nylas reports %s for grant id %s; using %s as the"
+            " mailbox address (owner and direction). If that is not an alias of the same mailbox, fix email"
+            " or grant_id in the grants file.",
+            grant.key,
+            grant.email,
+            reported,
+            grant.grant_id,
+            grant.email,
+        )
+    return GrantContext(grant.email or reported, str(data.get("provider", "?")), roles)
 
 
 def write_manifest(
