@@ -22,7 +22,8 @@ def test_an_email_that_differs_from_the_grants_address_in_nylas_is_warned_about_
     staging = runner.extract(slip)
 
     [warning] = [r.getMessage() for r in caplog.records if "Nylas reports" in r.getMessage()]
-    assert "bob@contoso.example" in warning and "alice@contoso.example" in warning
+    assert "bob@contoso.example" in warning
+    assert "alice@contoso.example" in warning
     assert warning.startswith("Grant alice:")
     assert json.loads(staging.file("extract.json").read_bytes())["grant_email"] == "bob@contoso.example"
 

@@ -223,13 +223,20 @@ class _ChunkLoader:
         if pending:
             present = self.existing_message_ids([d.email for _, d in pending if d.email])
             to_create: list[tuple[int, Decision]] = []
+            # Two Nylas ids for one message (a reply's client and provider copies) share the deterministic
+            # activityid: only the first is sent, and the others take its outcome.
+            copies: list[tuple[int, Decision, Decision]] = []
+            first_of: dict[str, Decision] = {}
             for position, decision in pending:
                 assert decision.email is not None
                 if message_id_key(decision.email.internet_message_id) in present:
                     entries[position] = decision.entry(Outcome.ALREADY_PRESENT, "messageid_exists")
+                elif (first := first_of.get(decision.email.activity_id.lower())) is not None:
+                    copies.append((position, decision, first))
                 elif (problem := self._fetch_files(decision)) is not None:
                     entries[position] = decision.entry(Outcome.FAILED, problem)
                 else:
+                    first_of[decision.email.activity_id.lower()] = decision
                     to_create.append((position, decision))
             parents = _parents([decision.email for _, decision in to_create if decision.email], present)
             parents.update(_in_chunk_parents([decision for _, decision in to_create], parents))
@@ -240,6 +247,14 @@ class _ChunkLoader:
                 parent = parents.get(decision.email.activity_id) if outcome is Outcome.CREATED else None
                 entries[position] = decision.entry(outcome, reason, parent)
                 self._sent.pop(decision.email.activity_id, None)
+            for position, decision, first in copies:
+                assert first.email is not None
+                outcome, reason = results[first.email.activity_id]
+                if outcome is Outcome.FAILED:
+                    entries[position] = decision.entry(Outcome.FAILED, f"{reason} (as {first.nylas_id})")
+                else:
+                    same = f"same_message_in_run: as {first.nylas_id}"
+                    entries[position] = decision.entry(Outcome.ALREADY_PRESENT, same)
         return [entries[position] for position in range(len(chunk.decisions))]
 
     def _fetch_files(self, decision: Decision) -> str | None:

@@ -4,8 +4,8 @@ Query parameters follow the real API's quirks: a repeated parameter keeps its la
 accept ``true``/``True``/``1`` (Go-style), and responses are gzip-compressed when the client accepts it
 (Nylas skips bodies under about 200 bytes; attachment downloads are streamed as they are, with their
 ``Content-Length``). Every response carries ``request_id`` (JSON) and ``x-request-id`` (header). The
-``/_sandbox/`` routes are the admin side: reset, stats, faults, switches, cursor expiry, bulk days, and
-webhook deliveries built from the backend's messages.
+``/_sandbox/`` routes are the admin side: reset, stats, faults, switches, cursor expiry, bulk days,
+second copies of seeded messages, and webhook deliveries built from the backend's messages.
 """
 
 from __future__ import annotations
@@ -381,6 +381,44 @@ def _admin_routes(backend: NylasBackend) -> list[Route]:
             data["counterparts"] = bulk_day.counterparts()
         return {"data": data}
 
+    async def copies(request: Request) -> dict[str, Any]:
+        """``{"grant", "day", "count"}``: the day's first ``count`` seeded messages with a Message-ID
+        appear a second time under new ids (``NylasBackend.add_copies``)."""
+        body = await _json_body(request)
+        for name in ("grant", "day", "count"):
+            if name not in body:
+                raise errors.InvalidRequestError(f"the request body lacks the field {name!r}")
+        if not isinstance(body["grant"], str) or not body["grant"]:
+            raise errors.InvalidRequestError(
+                f"grant must be a grant key, id or email address, got {body['grant']!r}"
+            )
+        try:
+            grant = backend.grant_by_any(body["grant"])
+        except errors.NotFoundError:
+            raise errors.InvalidRequestError(
+                f"grant {body['grant']!r} is not a sandbox grant: use a key such as 'alice', a grant id "
+                "or an email address"
+            ) from None
+        try:
+            day = dt.date.fromisoformat(body["day"]) if isinstance(body["day"], str) else None
+        except ValueError:
+            day = None
+        if day is None:
+            raise errors.InvalidRequestError(f"day must be a date as YYYY-MM-DD, got {body['day']!r}")
+        count = body["count"]
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise errors.InvalidRequestError(f"count must be a whole number of at least 1, got {count!r}")
+        added = backend.add_copies(grant.key, day, count)  # a count above the day's messages: ValueError
+        return {
+            "data": {
+                "grant": grant.key,
+                "day": day.isoformat(),
+                "count": len(added),
+                "ids": [message["id"] for message in added],
+                "copy_of": {message["id"]: backend.copy_of(grant.key, message["id"]) for message in added},
+            }
+        }
+
     async def deliver(request: Request) -> dict[str, Any]:
         """One notification (``type``: message.* or grant.expired), or with ``malformed`` one of the
         defective bodies of ``WebhookSender.malformed_body``; ``duplicate`` sends it twice."""
@@ -455,6 +493,7 @@ def _admin_routes(backend: NylasBackend) -> list[Route]:
         Route("/_sandbox/switches", _admin(switches), methods=["GET", "POST"]),
         Route("/_sandbox/cursors/expire", _admin(expire_cursors), methods=["POST"]),
         Route("/_sandbox/bulk", _admin(bulk), methods=["POST"]),
+        Route("/_sandbox/copies", _admin(copies), methods=["POST"]),
         Route("/_sandbox/webhooks/deliver", _admin(deliver), methods=["POST"]),
         Route("/_sandbox/webhooks/challenge", _admin(challenge), methods=["POST"]),
     ]

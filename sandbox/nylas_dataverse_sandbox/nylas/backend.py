@@ -14,6 +14,8 @@ undocumented side breaks here rather than in production:
 - An unknown folder id in ``in`` is a 400 naming it, like a provider rejecting a label it does not know.
 - ``GET /v3/grants/{id}`` of an expired grant answers 200 with ``grant_status: invalid``; data calls
   on it answer 401.
+- ``add_copies`` puts seeded messages in their mailbox a second time under new ids, as one RFC message
+  arrives twice in production (a reply's client Sent copy and the provider's copy; IMAP folders).
 
 ``reset()`` returns to the configured state: seed, switches and faults as given to the constructor.
 """
@@ -22,11 +24,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import dataclasses
 import datetime as dt
 import hashlib
 import heapq
 import hmac
+import itertools
 import json
 import time
 from collections import Counter
@@ -56,6 +60,8 @@ _SCOPES = {
 # Microsoft Graph cannot combine these filter groups (nylas.md §2.1).
 _MS_GROUP_ONE = ("thread_id", "unread", "starred")
 _MS_GROUP_TWO = ("subject", "to", "cc", "bcc", "any_email")
+# Bulk days are sources 1 ... ids.MAX_BULK_SOURCES; each add_copies call is a source numbered after them.
+_COPY_SOURCE_BASE = ids.MAX_BULK_SOURCES + 1
 
 
 @dataclass
@@ -221,6 +227,30 @@ class _SeedSource:
         return self.created[index]
 
 
+def _has_message_id(message: dict[str, Any]) -> bool:
+    return any(header["name"].lower() == "message-id" for header in message.get("headers", []))
+
+
+def _copy_id(grant: GrantPersona, original: dict[str, Any], salt: int) -> str:
+    """A new id in the provider's shape for a second copy of ``original`` (a pure function of its args)."""
+    seed_bytes = ids.digest("copy", grant.grant_id, original["id"], salt)
+    if grant.provider == "google":
+        # Seeded Gmail ids use milliseconds 500..999 and bulk ids 1..499 (their source): copies take 0.
+        return ids.google_id(original["date"], 0, int.from_bytes(seed_bytes[:3], "big"))
+    if grant.provider == "microsoft":
+        # Graph's prefix and the mailbox's tag of the original, a mark of its own, then filler; retried
+        # until the base64 shows both "/" and "+", as the other Graph-shaped ids do.
+        raw = base64.b64decode(original["id"])
+        head = raw[:20] + b"C"
+        for attempt in itertools.count():
+            stem = seed_bytes + attempt.to_bytes(4, "big")
+            filler = b"".join(hashlib.sha256(stem + bytes([block])).digest() for block in range(4))
+            encoded = base64.b64encode((head + filler)[: len(raw)]).decode()
+            if "/" in encoded and "+" in encoded:
+                return encoded
+    return ids.base36(seed_bytes, 25)
+
+
 def _first_index_below(source: _Source, bound: int) -> int:
     """The first index whose date is below ``bound`` (dates never increase with the index)."""
     low, high = 0, len(source)
@@ -311,11 +341,17 @@ class NylasBackend:
             )
             self._by_id[grant.key] = {seeded.message["id"]: seeded for seeded in box}
         self._bulk: dict[str, list[BulkDay]] = {grant.key: [] for grant in self.grants}
+        # Seeded messages added a second time (add_copies): one source per call, and by id with the
+        # original's id.
+        self._copy_sources: dict[str, list[_SeedSource]] = {grant.key: [] for grant in self.grants}
+        self._copies: dict[str, dict[str, tuple[seed.SeedMessage, str]]] = {
+            grant.key: {} for grant in self.grants
+        }
         self._folder_counts = {grant.key: self._count_folders(grant) for grant in self.grants}
 
     def reset(self) -> None:
-        """Back to the configured state: seed, switches and faults as constructed; bulk days and counters
-        are dropped."""
+        """Back to the configured state: seed, switches and faults as constructed; bulk days, copies and
+        counters are dropped."""
         args = self._init_args
         self.__dict__.clear()
         self.__init__(**args)  # type: ignore[misc]
@@ -485,7 +521,7 @@ class NylasBackend:
         return filters
 
     def _sources(self, grant: GrantPersona) -> list[_Source]:
-        return [self._seed_sources[grant.key], *self._bulk[grant.key]]
+        return [self._seed_sources[grant.key], *self._bulk[grant.key], *self._copy_sources[grant.key]]
 
     def _message_at(self, source: _Source, index: int, *, with_body: bool) -> dict[str, Any]:
         if isinstance(source, _SeedSource):
@@ -610,7 +646,7 @@ class NylasBackend:
 
     def find_message(self, grant: GrantPersona, message_id: str) -> dict[str, Any]:
         """A message by id, whatever the grant's state (webhook deliveries use it)."""
-        seeded = self._by_id[grant.key].get(message_id)
+        seeded = self._seeded_or_copy(grant, message_id)
         if seeded is not None:
             return seeded.message
         for bulk_day in self._bulk[grant.key]:
@@ -618,6 +654,12 @@ class NylasBackend:
             if index is not None:
                 return bulk_day.message_at(index)
         raise errors.NotFoundError(f"message not found: grant {grant.grant_id} has no message {message_id!r}")
+
+    def _seeded_or_copy(self, grant: GrantPersona, message_id: str) -> seed.SeedMessage | None:
+        seeded = self._by_id[grant.key].get(message_id)
+        if seeded is None and (added := self._copies[grant.key].get(message_id)) is not None:
+            seeded = added[0]
+        return seeded
 
     # Attachments and threads -----------------------------------------------------------------------------
 
@@ -639,9 +681,14 @@ class NylasBackend:
         return message, attachment
 
     def get_thread(self, grant: GrantPersona, thread_id: str) -> dict[str, Any]:
-        """A thread object built from the seeded messages that carry ``thread_id`` (bulk days excluded)."""
+        """A thread object built from the seeded messages and their copies that carry ``thread_id`` (bulk
+        days excluded)."""
         self.require_valid(grant)
         members = [m for m in self._seed_sources[grant.key].messages if m["thread_id"] == thread_id]
+        members += [
+            s.message for s, _ in self._copies[grant.key].values() if s.message["thread_id"] == thread_id
+        ]
+        members.sort(key=lambda m: -m["date"])  # newest first; a copy after its original
         if not members:
             raise errors.NotFoundError(
                 f"thread not found: grant {grant.grant_id} has no thread {thread_id!r}"
@@ -650,7 +697,7 @@ class NylasBackend:
 
     def raw_mime(self, grant: GrantPersona, message: dict[str, Any]) -> str:
         """The message as base64url RFC 822 text (headers as stored in the mailbox, HTML part)."""
-        seeded = self._by_id[grant.key].get(message["id"])
+        seeded = self._seeded_or_copy(grant, message["id"])
         if seeded is not None:
             headers = list(seeded.mime_headers)
         else:
@@ -717,6 +764,54 @@ class NylasBackend:
         existing.append(bulk_day)
         return bulk_day
 
+    def add_copies(self, grant_key: str, day: dt.date, count: int) -> list[dict[str, Any]]:
+        """The first ``count`` seeded messages of the grant on ``day`` that have a ``Message-ID`` header
+        (newest first, as ``messages_for`` lists them) appear a second time in the mailbox, each under a
+        new id in the provider's shape; everything else (headers, body, dates, folders, thread) is the
+        original's. Returns the copies. Calling it again adds further copies (third ids, and so on).
+        """
+        grant = self.grant_by_any(grant_key)
+        candidates = [s for s in self.seed_messages(grant.key, day) if _has_message_id(s.message)]
+        if not 1 <= count <= len(candidates):
+            raise ValueError(
+                f"count must be between 1 and {len(candidates)} (the messages with a Message-ID header "
+                f"in {grant.key}'s mailbox on {day.isoformat()}), got {count}"
+            )
+        added = self._copies[grant.key]
+        copies: list[seed.SeedMessage] = []
+        for original in candidates[:count]:
+            made = sum(1 for _, of in added.values() if of == original.message["id"])
+            for salt in itertools.count(made):
+                copy_id = _copy_id(grant, original.message, salt)
+                if copy_id not in self._by_id[grant.key] and copy_id not in added:
+                    break
+            message = copy.deepcopy(original.message)
+            message["id"] = copy_id
+            copies.append(dataclasses.replace(original, message=message))
+            added[copy_id] = (copies[-1], original.message["id"])
+        copies.sort(key=lambda seeded: (-seeded.message["date"], seeded.message["id"]))
+        sources = self._copy_sources[grant.key]
+        messages = tuple(seeded.message for seeded in copies)
+        sources.append(
+            _SeedSource(
+                messages,
+                tuple(m["date"] for m in messages),
+                tuple(m["created_at"] for m in messages),
+                source_no=_COPY_SOURCE_BASE + len(sources),
+            )
+        )
+        counts = self._folder_counts[grant.key]
+        for message in messages:
+            for folder_id in message["folders"]:
+                total, unread = counts.get(folder_id, (0, 0))
+                counts[folder_id] = (total + 1, unread + int(message["unread"]))
+        return [copy.deepcopy(message) for message in messages]
+
+    def copy_of(self, grant_key: str, message_id: str) -> str | None:
+        """The id of the message that ``message_id`` is a copy of (``add_copies``), or None."""
+        added = self._copies[self.grant_by_any(grant_key).key].get(message_id)
+        return added[1] if added is not None else None
+
     def seed_messages(self, grant_key: str, day: dt.date) -> list[seed.SeedMessage]:
         grant = self.grant_by_any(grant_key)
         return [seeded for seeded in self._mailboxes[grant.key] if seeded.day == day]
@@ -726,10 +821,12 @@ class NylasBackend:
         return seed.messages_for(self.start_day, self.days, self.grant_by_any(grant_key).key, day)
 
     def message_count(self, grant_key: str, day: dt.date) -> int:
-        """Seeded plus bulk messages of the grant on ``day`` (what an unfiltered day listing returns)."""
+        """Seeded, bulk and copied messages of the grant on ``day`` (what an unfiltered day listing
+        returns)."""
         grant = self.grant_by_any(grant_key)
         bulk = sum(b.count for b in self._bulk[grant.key] if b.day == day)
-        return len(self.seed_messages(grant.key, day)) + bulk
+        copies = sum(1 for seeded, _ in self._copies[grant.key].values() if seeded.day == day)
+        return len(self.seed_messages(grant.key, day)) + bulk + copies
 
 
 def _thread_object(grant: GrantPersona, thread_id: str, members: list[dict[str, Any]]) -> dict[str, Any]:
