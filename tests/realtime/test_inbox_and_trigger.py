@@ -10,8 +10,9 @@ from typing import Any
 from airflow.sdk import ObjectStoragePath
 from airflow.triggers.base import BaseEventTrigger
 
-from nylas_dataverse.realtime.inbox import ORPHAN_AFTER_S, Inbox, StoreResult
+from nylas_dataverse.realtime.inbox import ORPHAN_AFTER_S, Batch, Inbox, StoreResult
 from nylas_dataverse.realtime.notifications import notification_from_envelope
+from nylas_dataverse.realtime.processor import process_open_batches
 from nylas_dataverse.realtime.trigger import InboxTrigger
 
 from .conftest import envelope
@@ -53,6 +54,97 @@ def test_a_notification_left_behind_by_a_crashed_receiver_is_adopted(staging: Ob
     assert batch is not None
     assert [r["notification"]["id"] for r in batch.records()] == ["n-1"]
     assert _store(inbox, "n-1") is StoreResult.DUPLICATE_NOTIFICATION
+
+
+def _mid_claim(inbox: Inbox, moved: int) -> Batch:
+    """The state a claimer leaves while it is moving files in: the ``open/`` entry and ``moved`` files in the
+    batch, the rest still pending, no ``claimed.json`` yet."""
+    batch = inbox.claim_batch()
+    assert batch is not None
+    batch.claimed_marker.unlink()
+    for path in batch.record_paths()[moved:]:
+        path.rename(inbox.pending / path.name)
+    return batch
+
+
+def test_a_batch_still_being_claimed_is_not_processed_and_nothing_is_stranded(
+    staging: ObjectStoragePath,
+) -> None:
+    now = [time.time()]
+    inbox = Inbox(staging, clock=lambda: now[0])
+    for n in range(3):
+        _store(inbox, f"n-{n}")
+    claiming = _mid_claim(inbox, moved=1)
+
+    # A run listing open/ now leaves the batch alone: closing it would strand the files still moving in.
+    assert process_open_batches(inbox, [], staging)["batches"] == 0
+    assert not claiming.done
+    assert inbox.pending_count() == 2
+
+    # A claimer that died mid-claim: after ORPHAN_AFTER_S its batch is processed with what it holds,
+    # and the files it never moved go into the next batch.
+    now[0] += ORPHAN_AFTER_S + 1
+    assert [b.id for b in inbox.open_batches()] == [claiming.id]
+    later = inbox.claim_batch()
+    assert later is not None
+    held = [r["notification"]["id"] for r in claiming.records()]
+    assert len(held) == 1
+    assert sorted(held + [r["notification"]["id"] for r in later.records()]) == ["n-0", "n-1", "n-2"]
+
+
+def test_a_restarted_trigger_completes_the_claim_its_predecessor_left_half_done(
+    inbox: Inbox, staging: ObjectStoragePath
+) -> None:
+    _store(inbox, "n-1")
+    _store(inbox, "n-2")
+    half = _mid_claim(inbox, moved=1)
+    assert inbox.open_batches() == []
+
+    event = _first_event(InboxTrigger(staging_url=str(staging), poll_interval=0.05))
+
+    assert event.payload == {"batch_id": half.id, "recovered": 1}
+    assert [b.id for b in inbox.open_batches()] == [half.id]
+
+
+def test_closing_a_batch_sends_a_file_that_arrived_after_it_was_read_back_to_pending(inbox: Inbox) -> None:
+    _store(inbox, "n-1")
+    batch = inbox.claim_batch()
+    assert batch is not None
+    read = {path.name for path in batch.record_paths()}
+    _store(inbox, "n-2")
+    [late] = list(inbox.pending.iterdir())
+    late.rename(batch.notifications_folder / late.name)
+
+    inbox.mark_done(batch, {"batch_id": batch.id}, read=read)
+
+    assert batch.done
+    assert [path.name for path in batch.record_paths()] == sorted(read)
+    again = inbox.claim_batch()
+    assert again is not None
+    assert [r["notification"]["id"] for r in again.records()] == ["n-2"]
+
+
+def test_a_notification_whose_final_move_failed_after_its_markers_is_kept_not_undone(
+    staging: ObjectStoragePath,
+) -> None:
+    now = [time.time()]
+    inbox = Inbox(staging, clock=lambda: now[0])
+    assert _store(inbox, "n-0") is StoreResult.ACCEPTED
+    assert inbox.claim_batch() is not None
+    # pending/ becomes unusable (here: a file where the folder was), so the move into it fails.
+    inbox.pending.rmdir()
+    inbox.pending.write_bytes(b"")
+
+    assert _store(inbox, "n-1") is StoreResult.ACCEPTED
+    # Nylas' concurrent redelivery is answered as a duplicate; undoing the first would lose it.
+    assert _store(inbox, "n-1") is StoreResult.DUPLICATE_NOTIFICATION
+
+    inbox.pending.unlink()
+    inbox.pending.mkdir()
+    now[0] += ORPHAN_AFTER_S + 1
+    adopted = inbox.claim_batch()
+    assert adopted is not None
+    assert [r["notification"]["id"] for r in adopted.records()] == ["n-1"]
 
 
 def test_pruning_forgets_old_markers_and_finished_batches(inbox: Inbox) -> None:

@@ -13,6 +13,8 @@ import yaml
 from airflow.sdk import ObjectStoragePath
 
 from nylas_dataverse.core.config import GrantConfig
+from nylas_dataverse.hooks._retry import RetryPolicy
+from nylas_dataverse.pipeline.run import ServicePool
 from nylas_dataverse.realtime.inbox import RETRY_FIRST_S, Inbox
 from nylas_dataverse.realtime.notifications import notification_from_envelope
 from nylas_dataverse.realtime.processor import RealtimeFailuresError, process_open_batches
@@ -374,3 +376,117 @@ def test_a_given_up_part_waiting_for_its_retry_still_counts_on_the_health_page(
     assert health.oldest_pending_at is not None
     # Its arrival (past), not when its retry is due (30 s ahead).
     assert health.oldest_pending_at.timestamp() <= time.time()
+
+
+def test_an_unreadable_finished_part_marker_is_processed_again_instead_of_stopping_every_batch(
+    sandbox: Any, staging: ObjectStoragePath, sender: WebhookSender, caplog: pytest.LogCaptureFixture
+) -> None:
+    inbox = Inbox(staging)
+    configured = grants(sandbox)
+    alice, bob = configured["alice"], configured["bob"]
+    _store(inbox, sender, sandbox.nylas.messages_for("alice", DAY)[:2])
+    first = inbox.claim_batch()
+    assert first is not None
+    # An older version wrote this marker in place; a worker killed mid-write left it empty.
+    first.grant_marker("alice").parent.mkdir(parents=True, exist_ok=True)
+    first.grant_marker("alice").write_bytes(b"")
+    _store(inbox, sender, sandbox.nylas.messages_for("bob", DAY)[:2])
+    assert inbox.claim_batch() is not None
+    caplog.set_level(logging.WARNING, logger="nylas_dataverse")
+
+    totals = process_open_batches(inbox, [alice, bob], staging)
+
+    assert totals["batches"] == 2
+    assert inbox.open_batches() == []
+    assert any("unreadable" in r.getMessage() and "alice" in r.getMessage() for r in caplog.records)
+    assert totals["extracted"] == 4
+    assert len(sandbox.dataverse.emails_with_parties()) == totals["created"] > 0
+    assert json.loads(first.grant_marker("alice").read_bytes())["grant_key"] == "alice"
+
+
+def _fail_fast() -> ServicePool:
+    """Hooks that give up a failing request at once (the default retries for minutes)."""
+    return ServicePool(nylas_retry_policy=RetryPolicy(max_attempts=1))
+
+
+def test_a_message_whose_fetch_fails_does_not_hold_up_the_grants_other_mail(
+    sandbox: Any, staging: ObjectStoragePath, sender: WebhookSender, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = Clock()
+    inbox = Inbox(staging, clock=clock)
+    alice = grants(sandbox)["alice"]
+    refused, timing_out, *fine = sandbox.nylas.messages_for("alice", DAY)[:4]
+    sandbox.nylas.set_faults({"failing_messages": {refused["id"]: 400, timing_out["id"]: 504}})
+    _store(inbox, sender, [refused, timing_out, *fine])  # webhook payloads: each is fetched by id
+    assert inbox.claim_batch() is not None
+    caplog.set_level(logging.WARNING, logger="nylas_dataverse")
+
+    totals = process_open_batches(inbox, [alice], staging, pool=_fail_fast())
+
+    assert totals["failed_grants"] == []
+    assert totals["extracted"] == 2  # the two that could be read landed (or were skipped by policy)
+    [summary] = _done(inbox)
+    part = summary["grants"]["alice"]
+    assert (part["refused"], part["deferred"]) == (1, 1)
+    # Nylas refused the one: quarantined with why (a retry cannot change a 400).
+    [quarantined] = inbox.quarantined()
+    reason = json.loads((quarantined.parent / f"{quarantined.name}.reason.json").read_text())["reason"]
+    assert reason.startswith("fetch_failed")
+    assert json.loads(quarantined.read_text())["notification"]["data"]["object"]["id"] == refused["id"]
+    assert any(refused["id"] in r.getMessage() for r in caplog.records)
+
+    # The one that timed out is retried alone, after the first backoff, once Nylas serves it.
+    sandbox.nylas.set_faults({"failing_messages": {}})
+    clock.now += RETRY_FIRST_S
+    retry = inbox.claim_batch()
+    assert retry is not None
+    assert [r["notification"]["data"]["object"]["id"] for r in retry.records()] == [timing_out["id"]]
+    again = process_open_batches(inbox, [alice], staging, pool=_fail_fast())
+    assert again["extracted"] == 1
+    assert again["failed_grants"] == []
+
+
+def test_when_no_fetch_of_a_part_succeeds_the_whole_part_is_given_up_as_an_outage(
+    sandbox: Any, staging: ObjectStoragePath, sender: WebhookSender
+) -> None:
+    inbox = Inbox(staging, clock=Clock())
+    alice = grants(sandbox)["alice"]
+    messages = sandbox.nylas.messages_for("alice", DAY)[:2]
+    sandbox.nylas.set_faults({"failing_messages": {message["id"]: 504 for message in messages}})
+    _store(inbox, sender, messages)
+    assert inbox.claim_batch() is not None
+
+    with pytest.raises(RealtimeFailuresError, match=r"grant\(s\) failed \(alice\)"):
+        process_open_batches(inbox, [alice], staging, pool=_fail_fast())
+
+    [summary] = _done(inbox)
+    assert summary["failed_grants"]["alice"]["notifications"] == 2
+    assert summary["failed_grants"]["alice"]["kind"] == "service_unavailable"
+    assert inbox.quarantined() == []
+
+
+def test_each_deferred_notification_keeps_its_own_backoff(
+    sandbox: Any, staging: ObjectStoragePath, sender: WebhookSender
+) -> None:
+    clock = Clock()
+    inbox = Inbox(staging, clock=clock)
+    broken = _with(grants(sandbox)["bob"], dataverse_conn_id="dataverse_missing")
+    old, new = sandbox.nylas.messages_for("bob", DAY)[:2]
+    _store(inbox, sender, [old])
+    for _ in range(3):  # the old notification fails three times: its next wait is 8 x the first
+        assert inbox.claim_batch() is not None
+        with pytest.raises(RealtimeFailuresError):
+            process_open_batches(inbox, [broken], staging)
+        clock.now += 10_000
+    _store(inbox, sender, [new])
+    batch = inbox.claim_batch()
+    assert batch is not None
+    assert len(batch.record_paths()) == 2
+    with pytest.raises(RealtimeFailuresError):
+        process_open_batches(inbox, [broken], staging)
+
+    # The newcomer is due after the first backoff; the old one only after its own, longer one.
+    clock.now += RETRY_FIRST_S
+    first = inbox.claim_batch()
+    assert first is not None
+    assert [r["notification"]["data"]["object"]["id"] for r in first.records()] == [new["id"]]

@@ -60,10 +60,18 @@ def test_unusable_bodies_say_what_is_wrong(body: bytes, complaint: str) -> None:
         parse_notification(body)
 
 
+_MISSING = object()
+
+
 def test_a_message_is_fetched_when_the_payload_lacks_what_the_daily_run_reads() -> None:
     def notification(**changes: object) -> object:
         raw = envelope("n-1", type=str(changes.pop("type", "message.created")))
+        raw["data"]["object"].update(
+            {"date": 1793750400, "from": [{"email": "a@b.example"}], "folders": ["INBOX"]}
+        )
         raw["data"]["object"].update(changes)
+        for name in [name for name, value in changes.items() if value is _MISSING]:
+            del raw["data"]["object"][name]
         return parse_notification(body_of(raw))
 
     full = [{"name": "Message-ID", "value": "<a@b>"}, {"name": "List-Id", "value": "x"}]
@@ -75,3 +83,11 @@ def test_a_message_is_fetched_when_the_payload_lacks_what_the_daily_run_reads() 
     # Only the basic headers would hide List-Id and friends from the automated-mail rule.
     assert needs_fetch(notification(headers=basic), "include_headers")
     assert not needs_fetch(notification(headers=basic), "include_basic_headers")
+    # Suffixed payloads: a markdown body (cleaned) or none (metadata) is not what the daily run stores.
+    assert needs_fetch(notification(headers=full, type="message.created.cleaned"), "include_headers")
+    assert needs_fetch(notification(headers=full, type="message.created.metadata"), "include_headers")
+    # Field customization may keep the body and headers and still leave out what transform needs.
+    for left_out in ("date", "from", "folders"):
+        customized = notification(headers=full, type="message.created.transformed", **{left_out: _MISSING})
+        assert needs_fetch(customized, "include_headers"), left_out
+    assert not needs_fetch(notification(headers=full, type="message.created.transformed"), "include_headers")

@@ -20,6 +20,7 @@ from airflow.sdk import ObjectStoragePath
 
 from nylas_dataverse.core.config import GrantConfig
 from nylas_dataverse.core.window import Window
+from nylas_dataverse.hooks._retry import RetryPolicy
 from nylas_dataverse.hooks.dataverse import DataverseHook
 from nylas_dataverse.hooks.nylas import NylasHook
 from nylas_dataverse.pipeline import layout
@@ -51,14 +52,18 @@ class ServicePool:
     """Hooks shared by the grants one run processes: one per connection, so every grant of one application
     user shares its token and its ``max_concurrency`` cap (service protection counts per user)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, nylas_retry_policy: RetryPolicy | None = None) -> None:
         self._lock = threading.Lock()
+        self._nylas_retry_policy = nylas_retry_policy  # None: the hook's default
         self._nylas: dict[str, NylasHook] = {}
         self._dataverse: dict[str, DataverseHook] = {}
 
     def for_grant(self, grant: GrantConfig) -> Services:
         with self._lock:
-            nylas = self._nylas.setdefault(grant.nylas_conn_id, NylasHook(grant.nylas_conn_id))
+            nylas = self._nylas.get(grant.nylas_conn_id)
+            if nylas is None:
+                nylas = NylasHook(grant.nylas_conn_id, retry_policy=self._nylas_retry_policy)
+                self._nylas[grant.nylas_conn_id] = nylas
             dataverse = self._dataverse.setdefault(
                 grant.dataverse_conn_id, DataverseHook(grant.dataverse_conn_id)
             )

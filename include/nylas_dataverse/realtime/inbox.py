@@ -9,6 +9,7 @@ Layout (any ``ObjectStoragePath``; the local filesystem in development)::
         seen/messages/<sha256>              one marker per grant id + Nylas id (``nylas_id``)
         batches/<batch id>/notifications/   notifications claimed together for one processing run
         batches/<batch id>/grants/<key>.json   a grant's part of the batch is finished
+        batches/<batch id>/claimed.json     every claimed file has been moved in (safe to process)
         batches/<batch id>/done.json        the whole batch is finished (its summary)
         open/<batch id>                     index of the batches not yet done (what a run lists)
         retry/<due>--<name>                 a failed grant's notifications, claimed again once due
@@ -144,6 +145,10 @@ class Batch:
     def done(self) -> bool:
         return (self.folder / "done.json").exists()
 
+    @property
+    def claimed_marker(self) -> ObjectStoragePath:
+        return self.folder / "claimed.json"
+
 
 class Inbox:
     """The inbox under a staging root. Creating one does no I/O."""
@@ -236,7 +241,9 @@ class Inbox:
             raise ValueError(f"notification {notification.id!r} names no grant and message to store")
         self._ensure_folders()
         received = self.clock()
-        name = f"{int(received * 1_000_000):020d}-{_digest(notification.id)[:16]}.json"
+        # Unique per delivery: a redelivery arriving in the same microsecond must not share (and, as a
+        # duplicate, delete) the first delivery's file.
+        name = f"{int(received * 1_000_000):020d}-{_digest(notification.id)[:12]}{secrets.token_hex(2)}.json"
         record = {
             "format_version": FORMAT_VERSION,
             "received_at": _utc(lambda: received).isoformat(),
@@ -257,13 +264,30 @@ class Inbox:
                 return StoreResult.DUPLICATE_MESSAGE
             created.append(message_marker)
             staged.rename(self.pending / name)
-        except Exception:
+        except Exception as exc:
+            if created and self._still_stored(staged, self.pending / name):
+                # The markers stand and the file is durable: ``claim_batch`` adopts it from incoming/ after
+                # ORPHAN_AFTER_S. Undoing instead would lose it when a concurrent redelivery was already
+                # answered as a duplicate of this one.
+                log.warning(
+                    "Notification %s: storing hit %s; left in incoming/ to be adopted",
+                    notification.id,
+                    type(exc).__name__,
+                )
+                return StoreResult.ACCEPTED
             # Undo, so that Nylas' retry of this notification is not mistaken for a duplicate.
             for marker in created:
                 _remove(marker)
             _remove(staged)
             raise
         return StoreResult.ACCEPTED
+
+    @staticmethod
+    def _still_stored(*paths: ObjectStoragePath) -> bool:
+        try:
+            return any(path.exists() for path in paths)
+        except Exception:  # the store is unreachable: treat it as lost, and let Nylas retry
+            return False
 
     def _marker(self, notification: Notification) -> bytes:
         # No message content: ids and times only.
@@ -342,6 +366,9 @@ class Inbox:
             _remove(self.open_index / batch_id)
             _remove(batch.folder, recursive=True)
             return None
+        # Only now may a run process the batch: one listing ``open/`` while files were still moving in
+        # would close it with the later files inside, never to be read.
+        write_whole(batch.claimed_marker, json.dumps({"notifications": moved}).encode())
         left = len(candidates) - len(chosen)
         log.info(
             "Claimed %d notification(s) (%d bytes) as batch %s%s",
@@ -372,28 +399,61 @@ class Inbox:
             if batch.done:  # done, but the run stopped before removing the entry
                 _remove(entry)
                 continue
+            if not batch.claimed_marker.exists() and not self._claim_abandoned(batch):
+                continue  # still being claimed: the claim's own event brings a run for it
             batches.append(batch)
         return batches
 
-    def mark_done(self, batch: Batch, summary: dict[str, Any]) -> None:
+    def _claim_abandoned(self, batch: Batch) -> bool:
+        """A batch without ``claimed.json`` whose claim started ``ORPHAN_AFTER_S`` ago: the claimer died
+        while moving files in (or an earlier version claimed it). What it holds is processed; whatever it
+        had not moved yet is still pending and goes into a later batch."""
+        claimed = _batch_time(batch.id)
+        return claimed is None or self.clock() - claimed >= ORPHAN_AFTER_S
+
+    def mark_done(self, batch: Batch, summary: dict[str, Any], *, read: set[str] | None = None) -> None:
+        """Close the batch. With ``read`` (the file names the run read), any other file still in it was
+        moved in after the run listed it and goes back to ``pending/`` first, so closing never strands one."""
+        if read is not None:
+            for path in batch.record_paths():
+                if path.name not in read:
+                    log.warning("Batch %s: %s came in after it was read; to pending", batch.id, path.name)
+                    with contextlib.suppress(FileNotFoundError):
+                        path.rename(self.pending / path.name)
         write_whole(batch.folder / "done.json", json.dumps(summary, indent=2, sort_keys=True).encode())
         _remove(self.open_index / batch.id)
 
+    def complete_claims(self) -> int:
+        """Mark every open batch without ``claimed.json`` as claimed; the claimer calls this when it starts,
+        since a claim it left unfinished before a restart will never finish. Returns how many."""
+        self._index_ready()
+        completed = 0
+        for entry in _children(self.open_index):
+            batch = Batch(entry.name, self.batches / entry.name)
+            if not batch.done and not batch.claimed_marker.exists():
+                write_whole(batch.claimed_marker, json.dumps({"completed_after_restart": True}).encode())
+                completed += 1
+        return completed
+
     def defer(self, batch: Batch, paths: list[ObjectStoragePath]) -> float:
-        """Give a failed grant's notifications back for a later batch, after a backoff; returns it (s)."""
+        """Give notifications back for a later batch, each after its own backoff (30 s, doubling with its
+        attempts, at most an hour); returns the longest (s).
+
+        Each file keeps its own count, so mail that only shared a batch with a notification failing for
+        the tenth time is retried in 30 s, not in an hour alongside it.
+        """
         self.retry.mkdir(parents=True, exist_ok=True)
-        delay = RETRY_FIRST_S
+        longest = 0.0
         for path in paths:
             stem, attempt = _attempt(path.name)
-            delay = max(delay, min(RETRY_FIRST_S * 2**attempt, RETRY_MAX_S))
-        due = int((self.clock() + delay) * 1_000_000)
-        for path in paths:
-            stem, attempt = _attempt(path.name)
+            delay = min(RETRY_FIRST_S * 2**attempt, RETRY_MAX_S)
+            due = int((self.clock() + delay) * 1_000_000)
             try:
                 path.rename(self.retry / f"{due:020d}--{stem}.a{attempt + 1}.json")
             except FileNotFoundError:
                 continue
-        return delay
+            longest = max(longest, delay)
+        return longest or RETRY_FIRST_S
 
     # Housekeeping -----------------------------------------------------------------------------------------
 

@@ -8,9 +8,10 @@ Message-ID lookup therefore apply, and the daily run later records these message
 ``already_present``.
 
 A message is fetched by id (``fields`` = the grant's ``headers_field``) when the notification cannot
-stand in for what the daily extract would have read: it was truncated, its body is missing, or its
-headers are missing. Webhook payloads normally carry no headers, and the RFC ``Message-ID`` in them is
-the dedupe key shared with the daily run. Headers delivered by field customization are used as they
+stand in for what the daily extract would have read: it was truncated, cleaned (markdown body) or
+metadata-only, its body is missing, field customization (``.transformed``) left out a field transform
+needs, or its headers are missing. Webhook payloads normally carry no headers, and the RFC ``Message-ID``
+in them is the dedupe key shared with the daily run. Headers delivered by field customization are used as they
 are only when they go beyond the basic three (or the grant asks for basic headers anyway), so automated
 mail is recognised exactly as the daily run recognises it.
 
@@ -54,6 +55,7 @@ from typing import Any
 from airflow.sdk import ObjectStoragePath
 
 from nylas_dataverse.core.config import GrantConfig
+from nylas_dataverse.core.errors import FailureKind
 from nylas_dataverse.core.window import Window
 from nylas_dataverse.hooks.errors import NylasNotFoundError
 from nylas_dataverse.hooks.nylas import NylasHook
@@ -62,7 +64,7 @@ from nylas_dataverse.pipeline.extract import grant_context, write_manifest
 from nylas_dataverse.pipeline.failures import announce, classify
 from nylas_dataverse.pipeline.report import TooManyFailuresError
 from nylas_dataverse.pipeline.run import ServicePool, Services, run_window
-from nylas_dataverse.pipeline.staging import RunStaging
+from nylas_dataverse.pipeline.staging import RunStaging, write_whole
 from nylas_dataverse.realtime.inbox import Batch, Inbox, attempt_of
 from nylas_dataverse.realtime.notifications import (
     InvalidNotification,
@@ -76,7 +78,15 @@ log = logging.getLogger(__name__)
 
 RUN_LABEL_PREFIX = layout.REALTIME_LABEL_PREFIX
 BASIC_HEADERS = frozenset({"message-id", "in-reply-to", "references"})
+# Payloads that are not the message as the API returns it: no body (truncated, metadata-only) or a body
+# rewritten as markdown (Clean Conversations).
+REFETCH_SUFFIXES = frozenset({"truncated", "cleaned", "metadata"})
+# What transform needs beyond the body and headers; a ``.transformed`` payload may leave any of them out.
+STANDARD_FIELDS = ("date", "from", "folders")
 ONE_DAY = dt.timedelta(days=1)
+# A fetch that fails with these kinds is that message's problem; any other kind (an expired grant, a
+# rejected key, a missing connection) is the grant's, and gives up its whole part.
+MESSAGE_FAILURE_KINDS = frozenset({FailureKind.SERVICE_REFUSED, FailureKind.SERVICE_UNAVAILABLE})
 
 
 @dataclass
@@ -89,6 +99,10 @@ class GrantOutcome:
     counts: dict[str, int] = field(default_factory=dict)
     fetched: int = 0
     gone: int = 0
+    # Messages whose own fetch failed while the grant's others were read: Nylas refused the request
+    # (quarantined: a retry cannot help) or it kept failing (deferred alone, with its own backoff).
+    refused: dict[str, str] = field(default_factory=dict)
+    deferred: dict[str, str] = field(default_factory=dict)
     error: str | None = None
     failure_kind: str | None = None
     retry_in_s: float | None = None
@@ -102,6 +116,8 @@ class GrantOutcome:
             "counts": self.counts,
             "fetched": self.fetched,
             "gone": self.gone,
+            "refused": len(self.refused),
+            "deferred": len(self.deferred),
             "error": self.error,
             "failure_kind": self.failure_kind,
             "retry_in_s": self.retry_in_s,
@@ -112,7 +128,9 @@ class GrantOutcome:
 def needs_fetch(notification: Notification, headers_field: str) -> bool:
     """Whether the payload lacks something the daily extract would have had."""
     obj = notification.object
-    if notification.truncated or obj.get("body") is None:
+    if REFETCH_SUFFIXES.intersection(notification.suffixes) or obj.get("body") is None:
+        return True
+    if any(name not in obj for name in STANDARD_FIELDS):  # field customization left them out
         return True
     headers = obj.get("headers")
     if not isinstance(headers, list) or not headers:
@@ -155,6 +173,7 @@ def stage_messages(
     seen: set[str] = set()
     duplicates = 0
     dates: list[object] = []
+    first_failure: Exception | None = None
     with staging.writer(layout.MESSAGES) as writer:
         for notification in notifications:
             nylas_id = str(notification.object_id)
@@ -172,9 +191,23 @@ def stage_messages(
                     )
                     outcome.gone += 1
                     continue
+                except Exception as exc:
+                    failure = classify(exc)
+                    if failure.kind not in MESSAGE_FAILURE_KINDS:
+                        raise  # the grant's trouble, not this message's: the whole part waits
+                    reason = f"fetch_failed: {failure.one_line()} ({type(exc).__name__})"
+                    refused = failure.kind is FailureKind.SERVICE_REFUSED
+                    kept = outcome.refused if refused else outcome.deferred
+                    kept[nylas_id] = reason
+                    first_failure = first_failure or exc
+                    log.warning("Grant %s: message %s could not be fetched: %s", grant.key, nylas_id, reason)
+                    continue
                 outcome.fetched += 1
             dates.append(message.get("date"))
             writer.write(message)
+    if outcome.deferred and outcome.fetched == 0 and first_failure is not None:
+        # Not one fetch of the part succeeded: an outage, not one bad message.
+        raise first_failure
     window = _window_for(dates, now)
     write_manifest(
         staging,
@@ -189,6 +222,8 @@ def stage_messages(
             "duplicate_ids": duplicates,
             "bodies_fetched": outcome.fetched,
             "gone": outcome.gone,
+            "fetch_refused": len(outcome.refused),
+            "fetch_deferred": len(outcome.deferred),
         },
         nylas_requests=nylas.request_count - requests_before,
         duration_s=time.monotonic() - started,
@@ -229,9 +264,12 @@ def read_record(path: ObjectStoragePath) -> Notification:
 
 
 def _group(batch: Batch, inbox: Inbox, summary: dict[str, Any]) -> dict[str, list[ObjectStoragePath]]:
-    """The batch's files by grant id; unusable ones are quarantined and listed in ``summary``."""
+    """The batch's files by grant id; unusable ones are quarantined and listed in ``summary``, and every
+    name read is kept in ``summary["read"]`` (see ``Inbox.mark_done``)."""
     grouped: dict[str, list[ObjectStoragePath]] = defaultdict(list)
-    for path in batch.record_paths():
+    paths = batch.record_paths()
+    summary["read"] = {path.name for path in paths}
+    for path in paths:
         try:
             notification = read_record(path)
         except FileNotFoundError:
@@ -248,10 +286,15 @@ def _group(batch: Batch, inbox: Inbox, summary: dict[str, Any]) -> dict[str, lis
     return grouped
 
 
-def _stream(paths: Sequence[ObjectStoragePath], batch_id: str) -> Iterator[Notification]:
+def _stream(
+    paths: Sequence[ObjectStoragePath], batch_id: str, files_of: dict[str, list[ObjectStoragePath]]
+) -> Iterator[Notification]:
+    """The notifications in ``paths``; ``files_of`` collects each message's files (Nylas id -> paths)."""
     for path in paths:
         try:
-            yield read_record(path)
+            notification = read_record(path)
+            files_of.setdefault(str(notification.object_id), []).append(path)
+            yield notification
         except (FileNotFoundError, _UnusableRecordError) as exc:  # checked by _group moments ago
             log.warning(
                 "Batch %s: record %s vanished or changed while processing (%s)", batch_id, path.name, exc
@@ -269,12 +312,14 @@ def _process_grant(
 ) -> GrantOutcome:
     staging = RunStaging(staging_root, grant.dag_id, layout.realtime_label(batch.id))
     staged: list[GrantOutcome] = []
+    files_of: dict[str, list[ObjectStoragePath]] = {}
 
     def source(staging: RunStaging, services: Services) -> None:
+        files_of.clear()
         staged.append(
             stage_messages(
                 grant,
-                _stream(paths, batch.id),
+                _stream(paths, batch.id, files_of),
                 len(paths),
                 staging,
                 services.nylas,
@@ -294,6 +339,7 @@ def _process_grant(
             outcome.failure_kind = "too_many_failures"
             log.error("Grant %s, batch %s: %s", grant.key, batch.id, exc)
             outcome.counts = _report_counts(staging)
+        _set_aside(outcome, files_of, batch, inbox)
     except Exception as exc:  # every kind: one grant's trouble never holds up the others
         failure = classify(exc)
         announce(grant, None, failure)
@@ -316,6 +362,25 @@ def _process_grant(
             delay,
         )
     return outcome
+
+
+def _set_aside(
+    outcome: GrantOutcome, files_of: dict[str, list[ObjectStoragePath]], batch: Batch, inbox: Inbox
+) -> None:
+    """Quarantine the notifications of messages Nylas refused to return; defer those that kept failing."""
+    for nylas_id, reason in outcome.refused.items():
+        for path in files_of.get(nylas_id, []):
+            inbox.quarantine(path, f"{reason}; the daily run reads the message again", source=batch.id)
+    deferred = [path for nylas_id in outcome.deferred for path in files_of.get(nylas_id, [])]
+    if deferred:
+        delay = inbox.defer(batch, deferred)
+        log.warning(
+            "Grant %s: %d message(s) of batch %s could not be fetched; retried alone in %.0f s",
+            outcome.grant_key,
+            len(outcome.deferred),
+            batch.id,
+            delay,
+        )
 
 
 def _report_counts(staging: RunStaging) -> dict[str, int]:
@@ -386,9 +451,9 @@ def process_batch(
                 inbox.quarantine(path, reason, source=batch.id)
             summary["unknown_grants"][grant_id] = len(paths)
             continue
-        marker = batch.grant_marker(grant.key)
-        if marker.exists():
-            summary["grants"][grant.key] = json.loads(marker.read_bytes())
+        finished = _finished_part(batch, grant)
+        if finished is not None:
+            summary["grants"][grant.key] = finished
             continue
         work.append((grant, paths))
     if not work:
@@ -414,8 +479,30 @@ def process_batch(
             continue  # no marker: the part is retried from retry/, not from this batch
         marker = batch.grant_marker(outcome.grant_key)
         marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_bytes(json.dumps(outcome.to_json()).encode())
+        write_whole(marker, json.dumps(outcome.to_json()).encode())
     return summary
+
+
+def _finished_part(batch: Batch, grant: GrantConfig) -> dict[str, Any] | None:
+    """The outcome an earlier attempt recorded for the grant's part of the batch; None when it has none.
+
+    A marker that cannot be read (written by an older version that wrote in place, and cut short) counts
+    as none: the part is processed again, which loading makes harmless (deterministic ``activityid``).
+    """
+    marker = batch.grant_marker(grant.key)
+    try:
+        finished = json.loads(marker.read_bytes())
+    except FileNotFoundError:
+        return None
+    except ValueError as exc:
+        log.warning(
+            "Batch %s: the finished-part marker of grant %s is unreadable (%s); processing the part again",
+            batch.id,
+            grant.key,
+            type(exc).__name__,
+        )
+        return None
+    return finished if isinstance(finished, dict) else None
 
 
 class RealtimeFailuresError(RuntimeError):
@@ -428,6 +515,7 @@ def process_open_batches(
     staging_root: ObjectStoragePath,
     *,
     grants_file_errors: Sequence[str] = (),
+    pool: ServicePool | None = None,
 ) -> dict[str, Any]:
     """Process every claimed batch not yet done, oldest first; returns totals for the run.
 
@@ -439,12 +527,13 @@ def process_open_batches(
     errors: list[str] = []
     failed: set[str] = set()
     batches = inbox.open_batches()
-    pool = ServicePool()
+    pool = pool or ServicePool()
     for batch in batches:
         summary = process_batch(
             batch, grants, staging_root, inbox=inbox, pool=pool, grants_file_errors=grants_file_errors
         )
-        inbox.mark_done(batch, summary)
+        read = summary.pop("read", None)
+        inbox.mark_done(batch, summary, read=read)
         for grant_id, part in summary["failed_grants"].items():
             if grant_id not in summary["grants"]:  # not in the grants file as read
                 failed.add(grant_id)
@@ -462,6 +551,9 @@ def process_open_batches(
             part["notifications"] for part in summary["failed_grants"].values()
         )
         totals["quarantined_records"] += len(summary["quarantined"])
+        for outcome in summary["grants"].values():
+            totals["quarantined_records"] += outcome.get("refused", 0)
+            totals["deferred_notifications"] += outcome.get("deferred", 0)
         totals["unknown_grant_notifications"] += sum(summary["unknown_grants"].values())
     totals["batches"] = len(batches)
     totals["failed_grants"] = sorted(failed)

@@ -45,6 +45,7 @@ class InboxTrigger(BaseEventTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         inbox = Inbox(ObjectStoragePath(self.staging_url))
         try:
+            await asyncio.to_thread(inbox.complete_claims)  # a claim the previous run left half done
             stranded = await asyncio.to_thread(inbox.open_batches)
         except Exception:
             log.exception("Could not list open batches in %s", inbox.root)

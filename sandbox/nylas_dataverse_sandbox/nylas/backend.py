@@ -62,6 +62,7 @@ _MS_GROUP_ONE = ("thread_id", "unread", "starred")
 _MS_GROUP_TWO = ("subject", "to", "cc", "bcc", "any_email")
 # Bulk days are sources 1 ... ids.MAX_BULK_SOURCES; each add_copies call is a source numbered after them.
 _COPY_SOURCE_BASE = ids.MAX_BULK_SOURCES + 1
+FAILING_MESSAGE_STATUSES = frozenset({400, 504})
 
 
 @dataclass
@@ -75,6 +76,9 @@ class NylasFaults:
     timeout_504_over_limit: int = 0  # list requests with a larger ``limit`` time out (0: off)
     latency_s: float = 0
     expired_grants: set[str] = field(default_factory=set)  # grant keys, ids or email addresses
+    # Message id -> the status every GET of that one message answers: 400 (a request Nylas refuses for
+    # it) or 504 (a provider timing out on it, say a huge message); other messages are unaffected.
+    failing_messages: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)
@@ -82,7 +86,9 @@ class NylasFaults:
         return values
 
     def copy(self) -> NylasFaults:
-        return dataclasses.replace(self, expired_grants=set(self.expired_grants))
+        return dataclasses.replace(
+            self, expired_grants=set(self.expired_grants), failing_messages=dict(self.failing_messages)
+        )
 
 
 @dataclass
@@ -385,6 +391,16 @@ class NylasBackend:
             raise ValueError(f"unknown fault setting(s) {unknown}; known: {sorted(known)}")
         updated = dataclasses.replace(self.faults)
         for name, value in values.items():
+            if name == "failing_messages":
+                if not isinstance(value, dict) or not all(
+                    isinstance(k, str) and v in FAILING_MESSAGE_STATUSES for k, v in value.items()
+                ):
+                    raise ValueError(
+                        "failing_messages must map message ids to a status in"
+                        f" {sorted(FAILING_MESSAGE_STATUSES)}, e.g. {{\"<message id>\": 504}}"
+                    )
+                updated.failing_messages = dict(value)
+                continue
             if name == "expired_grants":
                 if not isinstance(value, list | tuple | set) or not all(isinstance(v, str) for v in value):
                     raise ValueError("expired_grants must be a list of grant keys, ids or email addresses")
@@ -642,6 +658,11 @@ class NylasBackend:
 
     def get_message(self, grant: GrantPersona, message_id: str) -> dict[str, Any]:
         self.require_valid(grant)
+        status = self.faults.failing_messages.get(message_id)
+        if status == 400:
+            raise errors.InvalidRequestError(f"message {message_id!r} cannot be returned")
+        if status == 504:
+            raise errors.ProviderTimeoutError()
         return self.find_message(grant, message_id)
 
     def find_message(self, grant: GrantPersona, message_id: str) -> dict[str, Any]:
