@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from nylas_dataverse.realtime.inbox import Inbox
+from nylas_dataverse.realtime.receiver import WebhookSecret, create_standalone_app
 from nylas_dataverse.realtime.signature import compute_signature
 from nylas_dataverse_sandbox.nylas.webhooks import WebhookSender
 
@@ -219,3 +220,32 @@ def test_a_burst_of_500_is_accepted_and_stored_exactly_once(
     messages = [(n["data"]["object"]["grant_id"], n["data"]["object"]["id"]) for n in stored]
     assert len(stored) == len(set(messages)) == 500
     assert set(messages) == {(f"grant-{n % 7}", f"message-{n}") for n in range(500)}
+
+
+def test_a_rotated_secret_works_from_the_first_delivery_signed_with_it(inbox: Inbox) -> None:
+    now = [1000.0]
+    current = ["old-secret"]
+    lookups: list[float] = []
+
+    def lookup() -> str:
+        lookups.append(now[0])
+        return current[0]
+
+    secret = WebhookSecret(lookup, clock=lambda: now[0])
+    client = TestClient(create_standalone_app(inbox=inbox, secret=secret))
+
+    def deliver(notification_id: str, key: str) -> int:
+        body = body_of(envelope(notification_id, message_id=notification_id))
+        headers = {"X-Nylas-Signature": compute_signature(key, body)}
+        return client.post(WEBHOOK_URL_PATH, content=body, headers=headers).status_code
+
+    assert deliver("n-old", "old-secret") == 200
+    # The operator rotates the secret in Nylas and stores the new one; the cache still holds the old.
+    current[0] = "new-secret"
+    now[0] += 5
+    assert deliver("n-new", "new-secret") == 200  # Nylas would not retry a 401: this one would be lost
+    # Forged signatures still get 401, and looking the secret up again is rate-limited.
+    looked_up = len(lookups)
+    assert [deliver(f"n-forged-{n}", "guess") for n in range(5)] == [401] * 5
+    assert len(lookups) == looked_up
+    assert sorted(stored_ids(inbox)) == ["n-new", "n-old"]

@@ -21,7 +21,9 @@ Routes (relative to where the app is mounted; the plugin and the standalone serv
 
 The secret is the password of the Airflow connection ``nylas_webhook`` or else the Airflow variable
 ``nylas_webhook_secret``. It is looked up on the first request, not at import, and kept for
-``SECRET_CACHE_S`` seconds so that a rotated secret takes effect quickly. It is never logged; neither
+``SECRET_CACHE_S`` seconds; a signature that does not match makes it look again (at most every
+``REFRESH_AFTER_MISMATCH_S``), so a rotated secret works from the first delivery signed with it once the
+setting holds it. It is never logged; neither
 are message contents. A secret that is blank or only whitespace is refused, naming the setting that
 holds it: the standalone server will not start, and the plugin answers 503 with that message.
 
@@ -62,6 +64,7 @@ WEBHOOK_PATH = "/webhook"
 WEBHOOK_CONN_ID = "nylas_webhook"
 WEBHOOK_VARIABLE = "nylas_webhook_secret"
 SECRET_CACHE_S = 30.0
+REFRESH_AFTER_MISMATCH_S = 2.0
 # Nylas truncates payloads over 1 MB; anything much larger is not a Nylas notification.
 MAX_BODY_BYTES = 4 * 1024 * 1024
 MAX_DECOMPRESSED_BYTES = 16 * 1024 * 1024
@@ -121,6 +124,7 @@ class WebhookSecret:
         self._value: str | None = None
         self._problem: BlankSecretError | None = None
         self._expires = float("-inf")
+        self._looked_up = float("-inf")
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -130,14 +134,32 @@ class WebhookSecret:
         """The secret, None when none is configured; ``BlankSecretError`` when it is blank."""
         with self._lock:
             if self._clock() >= self._expires:
-                try:
-                    self._value, self._problem = self._lookup(), None
-                except BlankSecretError as exc:
-                    self._value, self._problem = None, exc
-                self._expires = self._clock() + self._ttl_s
+                self._look_up()
             if self._problem is not None:
                 raise self._problem
             return self._value
+
+    def changed(self) -> str | None:
+        """After a signature did not match: the secret looked up again when it is new, else None.
+
+        A rotated secret then works from the first delivery after the setting holds it, not up to
+        ``ttl_s`` later (Nylas does not retry a 401, so each refused delivery is lost to real time). Looked
+        up at most every ``REFRESH_AFTER_MISMATCH_S``, so unsigned floods cannot hammer the secrets backend.
+        """
+        with self._lock:
+            if self._clock() - self._looked_up < REFRESH_AFTER_MISMATCH_S:
+                return None
+            before = self._value
+            self._look_up()
+            return self._value if self._value and self._value != before else None
+
+    def _look_up(self) -> None:
+        try:
+            self._value, self._problem = self._lookup(), None
+        except BlankSecretError as exc:
+            self._value, self._problem = None, exc
+        self._looked_up = self._clock()
+        self._expires = self._looked_up + self._ttl_s
 
 
 class _TooLargeError(Exception):
@@ -275,11 +297,15 @@ def create_app(
         if not key:
             log.error("Webhook POST refused with 503: %s", MISSING_SECRET)
             return _answer(503, "unavailable", MISSING_SECRET)
-        if not verify_signature(key, raw, request.headers.get(SIGNATURE_HEADER)):
-            reason = "missing" if not request.headers.get(SIGNATURE_HEADER) else "invalid"
-            client = request.client.host if request.client else "?"
-            log.warning("Webhook POST from %s rejected: %s %s header", client, reason, SIGNATURE_HEADER)
-            return _answer(401, "rejected", f"{reason} {SIGNATURE_HEADER}")
+        signature = request.headers.get(SIGNATURE_HEADER)
+        if not verify_signature(key, raw, signature):
+            # Perhaps the secret was rotated since it was cached: look again (rate-limited) before refusing.
+            fresh = await run_in_threadpool(the_secret.changed) if signature else None
+            if fresh is None or not verify_signature(fresh, raw, signature):
+                reason = "missing" if not signature else "invalid"
+                client = request.client.host if request.client else "?"
+                log.warning("Webhook POST from %s rejected: %s %s header", client, reason, SIGNATURE_HEADER)
+                return _answer(401, "rejected", f"{reason} {SIGNATURE_HEADER}")
         body = raw
         if "gzip" in request.headers.get("content-encoding", "").lower():
             try:
