@@ -75,7 +75,6 @@ def test_constructing_a_hook_does_no_connection_lookup(monkeypatch: pytest.Monke
         ("https://api.eu.nylas.com/", None, "https://api.eu.nylas.com"),
         ("http://127.0.0.1:8801", None, "http://127.0.0.1:8801"),
         ("127.0.0.1", 8801, "https://127.0.0.1:8801"),
-        ("https://127.0.0.1:9000/nylas/", None, "https://127.0.0.1:9000/nylas"),
         # The form's Port field: 0 (what the UI's Test sends for an empty Port) is unset, the scheme's
         # own port stays out of the URL, and a port repeated from the host is fine.
         (None, 0, "https://api.us.nylas.com"),
@@ -92,6 +91,28 @@ def test_nylas_base_url_from_host(
 ) -> None:
     set_conn(monkeypatch, "nylas_default", nylas_connection(host=host, port=port))
     assert NylasHook().base_url == expected
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "https://api.us.nylas.com/v3",
+        "https://api.eu.nylas.com/v3/",
+        "api.us.nylas.com/v3/grants",
+        "https://127.0.0.1:9000/nylas/",
+    ],
+)
+def test_a_nylas_host_with_a_path_is_refused_naming_the_fix(
+    monkeypatch: pytest.MonkeyPatch, host: str
+) -> None:
+    # The hook adds /v3/...: a path in the host would make every call a 404 that seems to blame the grant.
+    set_conn(monkeypatch, "nylas_eu", nylas_connection(host=host))
+    with pytest.raises(ConnectionConfigError) as caught:
+        NylasHook("nylas_eu").get_conn()
+    text = str(caught.value)
+    assert text.startswith("Connection 'nylas_eu': host must be the Nylas API base URL")
+    assert "https://api.us.nylas.com or https://api.eu.nylas.com (no /v3" in text
+    assert text.endswith(f"got {host!r}")
 
 
 def test_nylas_works_with_a_generic_connection_and_defaults(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -134,6 +134,23 @@ def normalize_base_url(
     return f"{parts.scheme}://{netloc}{parts.path}".rstrip("/")
 
 
+def refuse_path(
+    base_url: str, host: str | None, *, conn_id: str, must_be: str, containing: str | None = None
+) -> None:
+    """Refuse a base URL with a path (any path, or only one containing ``containing``).
+
+    The hooks add the API's own path (``/v3/...``, ``/api/data/v9.2/...``) to the host, so an endpoint URL
+    pasted as the host would put every request under it and each would end in a 404.
+    """
+    path = urlsplit(base_url).path
+    if not path or (containing is not None and containing not in path.lower()):
+        return
+    without = f"the {containing}/... path" if containing is not None else f"a path ({path})"
+    raise ConnectionConfigError(
+        f"Connection {conn_id!r}: host must be {must_be}, without {without}; got {host!r}"
+    )
+
+
 def about_this_connection(text: str, conn_id: str) -> str:
     """A ``test_connection`` message that says "this connection" instead of naming the connection id.
 

@@ -37,6 +37,7 @@ from nylas_dataverse.hooks._connection import (
     normalize_base_url,
     number_extra,
     read_extras,
+    refuse_path,
     required_text,
 )
 from nylas_dataverse.hooks._gate import PacingGate
@@ -101,6 +102,16 @@ MAX_BATCH_PARTS = 1000
 # A GET part Dataverse answered with one of these is asked again on its own, with the hook's retries.
 _PART_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _ENTITY_SET = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# A refusal for a missing privilege: 403, or PrivilegeDenied's code (dataverse.md 1.6) whatever the status.
+_PRIVILEGE_DENIED_CODES = frozenset({"0x80040220"})
+# What Dataverse's PrivilegeDenied message names: "... is missing prvReadContact privilege (Id=...) on
+# OTC=2 for entity 'contact' ...".
+_MISSING_PRIVILEGE = re.compile(r"\bmissing (prv\w+) privilege")
+_PRIVILEGE_TABLE = re.compile(r"\bfor entity '(\w+)'")
+_ROLE_PATH = (
+    "Power Platform admin center > Environments > your environment > Settings > Users + permissions >"
+    " Application users > the app > Edit security roles"
+)
 # A tenant GUID or a verified domain; a URL or a pasted sentence is a mistake worth naming.
 _TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*")
 
@@ -233,11 +244,13 @@ class DataverseHook(RetryingServiceHook[DataverseSettings]):
         env_url = normalize_base_url(
             conn.host, conn.port, default=None, conn_id=conn_id, field="Dataverse environment URL"
         )
-        if "/api/data" in urlsplit(env_url).path.lower():
-            raise ConnectionConfigError(
-                f"Connection {conn_id!r}: host must be the environment URL "
-                f"(e.g. https://contoso.crm.dynamics.com), without the /api/data/... path; got {conn.host!r}"
-            )
+        refuse_path(
+            env_url,
+            conn.host,
+            conn_id=conn_id,
+            must_be="the environment URL (e.g. https://contoso.crm.dynamics.com)",
+            containing="/api/data",
+        )
         tenant_id = extras.get("tenant_id")
         if not isinstance(tenant_id, str) or not tenant_id.strip():
             raise ConnectionConfigError(
@@ -505,13 +518,12 @@ class DataverseHook(RetryingServiceHook[DataverseSettings]):
             return
         payload = response.json
         if not response.ok or not isinstance(payload, dict):
-            raise DataverseError(
-                self._redact(
-                    f"Dataverse answered {response.status} while {what}: "
-                    f"{response.error_message or 'no message'}"
-                ),
+            raise self._refusal(
+                what,
                 status=response.status,
                 code=response.error_code,
+                message=response.error_message or "no message",
+                request_id=response.headers.get("REQ_ID") or response.headers.get("x-ms-service-request-id"),
             )
         rows = payload.get("value")
         if not isinstance(rows, list):
@@ -757,17 +769,32 @@ class DataverseHook(RetryingServiceHook[DataverseSettings]):
 
     def _status_error(self, response: requests.Response, what: str) -> DataverseError:
         code, message, request_id = _error_details(response)
-        if response.status_code == 403:
-            text = (
-                f"Dataverse refused {what} for the application user of connection {self.dataverse_conn_id!r}"
-                f" (403): {message}. Its security role lacks a privilege; `nylas-dataverse doctor` lists"
-                " every privilege the pipeline needs."
-            )
-            return DataversePermissionError(self._redact(text), status=403, code=code, request_id=request_id)
-        text = f"Dataverse answered {response.status_code} while {what}: {message}"
-        return DataverseError(
-            self._redact(text), status=response.status_code, code=code, request_id=request_id
+        return self._refusal(
+            what, status=response.status_code, code=code, message=message, request_id=request_id
         )
+
+    def _refusal(
+        self, what: str, *, status: int, code: str | None, message: str, request_id: str | None
+    ) -> DataverseError:
+        """The error for a refused request or ``$batch`` part: a missing privilege is a permission error."""
+        if status == 403 or (code or "").lower() in _PRIVILEGE_DENIED_CODES:
+            missing = _MISSING_PRIVILEGE.search(message)
+            table = _PRIVILEGE_TABLE.search(message)
+            if missing is None:
+                lacks = "its security role lacks a privilege"
+            else:
+                lacks = f"it lacks {missing.group(1)}" + (f" on table '{table.group(1)}'" if table else "")
+            text = (
+                f"Dataverse refused {what} for the application user of connection {self.dataverse_conn_id!r}:"
+                f" {lacks}. Add the privilege to a security role of that user ({_ROLE_PATH});"
+                " `nylas-dataverse doctor` lists every privilege the pipeline needs."
+                f" Dataverse said: {message}"
+            )
+            return DataversePermissionError(
+                self._redact(text), status=status, code=code, request_id=request_id
+            )
+        text = f"Dataverse answered {status} while {what}: {message}"
+        return DataverseError(self._redact(text), status=status, code=code, request_id=request_id)
 
     def _give_up_error(self, outcome: GiveUp, what: str) -> DataverseRetryExhaustedError:
         code: str | None = None

@@ -1,6 +1,7 @@
 """Airflow hook for the Nylas v3 Email API (read-only: grants, folders, messages, attachment downloads).
 
-Connection: ``host`` = API base URL (default ``https://api.us.nylas.com``; no scheme means https),
+Connection: ``host`` = API base URL (default ``https://api.us.nylas.com``; no scheme means https; no path:
+the hook adds ``/v3/...``),
 ``password`` = API key, extras ``timeout`` (seconds, default 90) and ``page_size`` (1-200, default 200).
 """
 
@@ -11,7 +12,7 @@ import random
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 from urllib.parse import quote
 
 import requests
@@ -22,6 +23,7 @@ from nylas_dataverse.hooks._connection import (
     normalize_base_url,
     number_extra,
     read_extras,
+    refuse_path,
     required_text,
 )
 from nylas_dataverse.hooks._retry import RETRYABLE_STATUSES, GiveUp, RetryPolicy, send_with_retry
@@ -42,6 +44,8 @@ MIN_PAGE_SIZE = 10
 # as a 400, the CLI's fixtures as a 401); whichever the status, it is the key, not the grant.
 _API_KEY_ERROR_TYPES = frozenset({"token.unauthorized_access", "api.authentication_error"})
 PAGES_BEFORE_GROWING = 5
+# What a Nylas connection's host must be: the hook adds /v3/... itself.
+HOST_HINT = "https://api.us.nylas.com or https://api.eu.nylas.com (no /v3: the hook adds it)"
 
 
 @dataclass(frozen=True)
@@ -119,14 +123,12 @@ class NylasHook(RetryingServiceHook[NylasSettings]):
         conn_id = self.nylas_conn_id
         conn = self.get_connection(conn_id)
         extras = read_extras(conn.extra_dejson, self.EXTRAS, conn_id=conn_id)
+        base_url = normalize_base_url(
+            conn.host, conn.port, default=self.DEFAULT_BASE_URL, conn_id=conn_id, field="Nylas API base URL"
+        )
+        refuse_path(base_url, conn.host, conn_id=conn_id, must_be=f"the Nylas API base URL, {HOST_HINT}")
         settings = NylasSettings(
-            base_url=normalize_base_url(
-                conn.host,
-                conn.port,
-                default=self.DEFAULT_BASE_URL,
-                conn_id=conn_id,
-                field="Nylas API base URL",
-            ),
+            base_url=base_url,
             api_key=required_text(conn.password, conn_id=conn_id, what="password (the Nylas API key)"),
             timeout_s=number_extra(
                 extras, "timeout", default=self.DEFAULT_TIMEOUT_S, conn_id=conn_id, minimum=1, maximum=3600
@@ -166,7 +168,9 @@ class NylasHook(RetryingServiceHook[NylasSettings]):
 
     def get_grant(self, grant_id: str) -> dict[str, Any]:
         """``GET /v3/grants/{grant_id}`` → the grant object (``id``, ``email``, ``provider``, ...)."""
-        payload = self._get_json(_grant_path(grant_id), what=f"reading grant {grant_id!r}", grant_id=grant_id)
+        payload = self._get_json(
+            _grant_path(grant_id), what=f"reading grant {grant_id!r}", grant_id=grant_id, reading_grant=True
+        )
         return _data_object(payload, what=f"grant {grant_id!r}")
 
     def list_folders(self, grant_id: str) -> list[dict[str, Any]]:
@@ -401,6 +405,7 @@ class NylasHook(RetryingServiceHook[NylasSettings]):
         what: str,
         params: Mapping[str, QueryValue] | None = None,
         grant_id: str | None = None,
+        reading_grant: bool = False,
         policy: RetryPolicy | None = None,
         retry_statuses: frozenset[int] = RETRYABLE_STATUSES,
     ) -> dict[str, Any]:
@@ -430,21 +435,24 @@ class NylasHook(RetryingServiceHook[NylasSettings]):
                 self._redact(f"Request to Nylas failed while {what}: {type(exc).__name__}: {exc}")
             ) from exc
         if not response.ok:
-            raise self._status_error(response, what=what, grant_id=grant_id)
+            raise self._status_error(response, what=what, grant_id=grant_id, reading_grant=reading_grant)
         try:
             payload = response.json()
         except ValueError:
             payload = None
         if not isinstance(payload, dict):
             raise NylasError(
-                f"Nylas answered {response.status_code} with a non-JSON-object body while {what}",
+                f"Nylas answered {response.status_code} with a non-JSON-object body while {what}; if every"
+                f" call does, check the host of connection {self.nylas_conn_id!r}: {HOST_HINT}",
                 status=response.status_code,
                 request_id=response.headers.get("x-request-id"),
             )
         return payload
 
-    def _status_error(self, response: requests.Response, *, what: str, grant_id: str | None) -> NylasError:
-        error_type, message, request_id = _error_details(response)
+    def _status_error(
+        self, response: requests.Response, *, what: str, grant_id: str | None, reading_grant: bool = False
+    ) -> NylasError:
+        error_type, message, request_id, envelope = _error_details(response)
         status = response.status_code
         key_refused = status in (400, 401) and (error_type or "").lower() in _API_KEY_ERROR_TYPES
         if status == 401 and grant_id is not None and not key_refused and not self._api_key_rejected():
@@ -465,6 +473,23 @@ class NylasHook(RetryingServiceHook[NylasSettings]):
                 "check the key and that the host matches its region (US or EU)."
             )
             return NylasApiKeyError(self._redact(text), status=status, code=error_type, request_id=request_id)
+        if status == 404 and not envelope:
+            # Nylas answers every 404 with its JSON error envelope: this answer came from another server.
+            text = (
+                f"{self.base_url} answered 404 without Nylas' error body ({message}) while {what}: check the "
+                f"host of connection {self.nylas_conn_id!r}, it must be {HOST_HINT}"
+            )
+            return NylasError(self._redact(text), status=status, request_id=request_id)
+        if status == 404 and grant_id is not None and (reading_grant or _is_grant_not_found(error_type)):
+            during = "" if reading_grant else f" while {what}"
+            text = (
+                f"Nylas has no grant {grant_id!r} for the API key of connection {self.nylas_conn_id!r} "
+                f"({message}){during}: check the grant_id in the grants file (a grant deleted in Nylas and "
+                "connected again has a new id)"
+            )
+            return NylasNotFoundError(
+                self._redact(text), status=status, code=error_type, request_id=request_id
+            )
         if status == 404:
             text = f"Nylas found no such object while {what}: {message}"
             return NylasNotFoundError(
@@ -500,7 +525,7 @@ class NylasHook(RetryingServiceHook[NylasSettings]):
 
     def _give_up_error(self, outcome: GiveUp, what: str) -> NylasRetryExhaustedError:
         if outcome.response is not None:
-            error_type, message, request_id = _error_details(outcome.response)
+            error_type, message, request_id, _ = _error_details(outcome.response)
             last = f"last answer {outcome.status}: {message}"
         else:
             error_type = request_id = None
@@ -549,8 +574,20 @@ def _data_object(payload: Mapping[str, Any], *, what: str) -> dict[str, Any]:
     return data
 
 
-def _error_details(response: requests.Response) -> tuple[str | None, str, str | None]:
-    """(error type, readable message, request id) from any error response, JSON or not."""
+class _ErrorDetails(NamedTuple):
+    error_type: str | None
+    message: str
+    request_id: str | None
+    envelope: bool  # the body was Nylas' JSON error envelope ({"error": {...}})
+
+
+def _is_grant_not_found(error_type: str | None) -> bool:
+    # The error-type catalogue's name for an unknown grant (nylas.md 5.1), with or without a prefix.
+    return (error_type or "").lower().endswith("grant.not_found")
+
+
+def _error_details(response: requests.Response) -> _ErrorDetails:
+    """(error type, readable message, request id, envelope) from any error response, JSON or not."""
     try:
         payload = response.json()
     except ValueError:
@@ -565,10 +602,12 @@ def _error_details(response: requests.Response) -> tuple[str | None, str, str | 
             provider = error.get("provider_error")
             if isinstance(provider, dict) and (provider.get("code") or provider.get("message")):
                 message += f" (provider error {provider.get('code')}: {provider.get('message')})"
-            return error_type, message, request_id
+            return _ErrorDetails(error_type, message, request_id, envelope=True)
     content_type = response.headers.get("Content-Type", "no content type")
-    return (
+    body = "JSON body without an error object" if payload is not None else "non-JSON body"
+    return _ErrorDetails(
         None,
-        f"{response.reason or 'error'}; non-JSON body ({content_type}, {len(response.content)} bytes)",
+        f"{response.reason or 'error'}; {body} ({content_type}, {len(response.content)} bytes)",
         request_id,
+        envelope=False,
     )
