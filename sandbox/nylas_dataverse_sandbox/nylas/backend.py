@@ -397,7 +397,7 @@ class NylasBackend:
                 ):
                     raise ValueError(
                         "failing_messages must map message ids to a status in"
-                        f" {sorted(FAILING_MESSAGE_STATUSES)}, e.g. {{\"<message id>\": 504}}"
+                        f' {sorted(FAILING_MESSAGE_STATUSES)}, e.g. {{"<message id>": 504}}'
                     )
                 updated.failing_messages = dict(value)
                 continue
