@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from airflow.sdk import ObjectStoragePath
 
+from nylas_dataverse.core.config import GrantConfig
 from nylas_dataverse.core.health import DayState, GrantInfo, GrantStatus, grant_status, overview_row
 from nylas_dataverse.core.window import Window
 from nylas_dataverse.hooks.errors import NylasGrantAuthError
@@ -53,16 +54,21 @@ def test_a_daily_run_leaves_its_counts_addresses_and_mailbox_in_the_grants_summa
     assert entry.run is None  # run outside Airflow: no run to link to
 
 
+def _extracted(grant: GrantConfig, root: ObjectStoragePath) -> tuple[RunStaging, Services, dict[str, Any]]:
+    """The seeded day extracted for ``grant``: its staging, services and first staged message."""
+    staging = RunStaging(root, grant.dag_id, SEEDED_DAY.isoformat())
+    services = Services.for_grant(grant)
+    run_stage("extract", grant, staging, services, window=Window.for_day(SEEDED_DAY))
+    first = json.loads(gzip.decompress(staging.file("messages.jsonl.gz").read_bytes()).splitlines()[0])
+    return staging, services, first
+
+
 def test_a_failed_message_is_recorded_with_reason_sender_and_subject_but_never_its_body(
     sandbox: Any, staging_root: ObjectStoragePath, tmp_path: Path
 ) -> None:
     alice = sandbox_grants(sandbox)["alice"]
-    staging = RunStaging(staging_root, alice.dag_id, SEEDED_DAY.isoformat())
-    services = Services.for_grant(alice)
-    run_stage("extract", alice, staging, services, window=Window.for_day(SEEDED_DAY))
-    first = json.loads(gzip.decompress(staging.file("messages.jsonl.gz").read_bytes()).splitlines()[0])
-    broken = broken_message(first, 1)
-    restage_with(staging, [broken])
+    staging, services, first = _extracted(alice, staging_root)
+    restage_with(staging, [broken_message(first, 1)])
 
     with pytest.raises(TooManyFailuresError):
         run_window(alice, staging, services=services, stages=("transform", "load", "report"))
@@ -115,10 +121,7 @@ def test_a_failed_message_whose_subject_is_not_valid_unicode_still_reaches_the_h
     sandbox: Any, staging_root: ObjectStoragePath
 ) -> None:
     alice = sandbox_grants(sandbox)["alice"]
-    staging = RunStaging(staging_root, alice.dag_id, SEEDED_DAY.isoformat())
-    services = Services.for_grant(alice)
-    run_stage("extract", alice, staging, services, window=Window.for_day(SEEDED_DAY))
-    first = json.loads(gzip.decompress(staging.file("messages.jsonl.gz").read_bytes()).splitlines()[0])
+    staging, services, first = _extracted(alice, staging_root)
     broken = broken_message(first, 2)
     broken["subject"] = "Quote \ud83d for Q1"  # a lone surrogate: valid JSON, not valid Unicode
     restage_with(staging, [broken])

@@ -140,6 +140,15 @@ def test_a_grant_with_a_missing_connection_is_given_up_recorded_and_retried_whil
     assert len(sandbox.dataverse.emails_with_parties()) > landed
 
 
+def _fail_runs(inbox: Inbox, grant: GrantConfig, staging: ObjectStoragePath, clock: Clock, runs: int) -> None:
+    """Claim and process ``runs`` times a grant that always fails, waiting out each backoff."""
+    for _ in range(runs):
+        assert inbox.claim_batch() is not None
+        with pytest.raises(RealtimeFailuresError):
+            process_open_batches(inbox, [grant], staging)
+        clock.now += 10_000
+
+
 def test_a_failing_grant_backs_off_longer_each_time(
     sandbox: Any, staging: ObjectStoragePath, sender: WebhookSender
 ) -> None:
@@ -147,11 +156,7 @@ def test_a_failing_grant_backs_off_longer_each_time(
     inbox = Inbox(staging, clock=clock)
     broken = _with(grants(sandbox)["bob"], dataverse_conn_id="dataverse_missing")
     _store(inbox, sender, sandbox.nylas.messages_for("bob", DAY)[:1])
-    for _ in range(3):
-        assert inbox.claim_batch() is not None
-        with pytest.raises(RealtimeFailuresError):
-            process_open_batches(inbox, [broken], staging)
-        clock.now += 10_000
+    _fail_runs(inbox, broken, staging, clock, 3)
 
     attempts = sorted(s["failed_grants"]["bob"]["attempt"] for s in _done(inbox))
     assert attempts == [1, 2, 3]
@@ -473,11 +478,7 @@ def test_each_deferred_notification_keeps_its_own_backoff(
     broken = _with(grants(sandbox)["bob"], dataverse_conn_id="dataverse_missing")
     old, new = sandbox.nylas.messages_for("bob", DAY)[:2]
     _store(inbox, sender, [old])
-    for _ in range(3):  # the old notification fails three times: its next wait is 8 x the first
-        assert inbox.claim_batch() is not None
-        with pytest.raises(RealtimeFailuresError):
-            process_open_batches(inbox, [broken], staging)
-        clock.now += 10_000
+    _fail_runs(inbox, broken, staging, clock, 3)  # the old one's next wait is 8 x the first
     _store(inbox, sender, [new])
     batch = inbox.claim_batch()
     assert batch is not None
