@@ -18,6 +18,7 @@ import yaml
 from nylas_dataverse.cli import main
 from nylas_dataverse.core.config import parse_config
 from nylas_dataverse.pipeline import dag_factory, pools
+from nylas_dataverse.realtime.dag import build_realtime_dag
 
 from .conftest import DAY
 
@@ -104,6 +105,7 @@ def test_the_pools_doctor_requires_are_those_the_dags_use() -> None:
     )
     grants = parse_config(text, "test").grants
     dags = [dag_factory.build_dag(grant, PROJECT_ROOT) for grant in grants]
+    dags.append(build_realtime_dag(PROJECT_ROOT))
     used = {task.pool for dag in dags for task in dag.tasks} - {"default_pool"}
 
     assert (
@@ -115,6 +117,13 @@ def test_the_pools_doctor_requires_are_those_the_dags_use() -> None:
             "dataverse_api__emea",
         }
     )
+    # Every grant on another user: the real-time task still needs dataverse_api.
+    emea_only = [grant for grant in grants if grant.dataverse_conn_id == "emea"]
+    assert {pool.name for pool in pools.required_pools(emea_only)} == {
+        "nylas_api",
+        "dataverse_api__emea",
+        "dataverse_api",
+    }
 
 
 def _drop(names: list[str]) -> None:
@@ -133,7 +142,8 @@ def emea_grant(sandbox: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     config["grants"] = [dict(config["grants"][0], dataverse_conn_id="dataverse_emea")]
     monkeypatch.setenv("NYLAS_DATAVERSE_CONFIG", str(_write(tmp_path / "grants.yaml", config)))
     monkeypatch.setenv("AIRFLOW_CONN_DATAVERSE_EMEA", os.environ["AIRFLOW_CONN_DATAVERSE_DEFAULT"])
-    names = ["nylas_api", "dataverse_api__dataverse_emea"]
+    # dataverse_api too: the real-time DAG's task runs in it whichever user the grants name.
+    names = ["nylas_api", "dataverse_api__dataverse_emea", "dataverse_api"]
     _drop(names)  # the metadata database as a fresh one has it: default_pool only
     yield names
     _drop(names)
@@ -147,7 +157,7 @@ def test_doctor_names_each_missing_pool_and_the_command_that_creates_it(
 
     out = capsys.readouterr().out
     missing = [line for line in out.splitlines() if line.startswith("FAIL pools")]
-    assert len(missing) == 2
+    assert len(missing) == 3
     commands = []
     for name, line in zip(emea_grant, missing, strict=True):
         assert f"pool {name} does not exist" in line
@@ -155,7 +165,9 @@ def test_doctor_names_each_missing_pool_and_the_command_that_creates_it(
         commands.append(line.split(" -> ", 1)[1])
     assert commands[0].startswith("airflow pools set nylas_api 8 ")
     assert commands[1].startswith("airflow pools set dataverse_api__dataverse_emea 2 ")
-    assert _summary(out) == "NOT OK: 2 of 4 check(s) failed."
+    assert commands[2].startswith("airflow pools set dataverse_api 2 ")
+    assert "nylas_to_dataverse__realtime" in missing[2]
+    assert _summary(out) == "NOT OK: 3 of 5 check(s) failed."
 
     for command in commands:  # the printed commands, as an operator would run them
         argv = shlex.split(command)
@@ -165,8 +177,8 @@ def test_doctor_names_each_missing_pool_and_the_command_that_creates_it(
 
     assert main(["doctor"]) == 0
     out = capsys.readouterr().out
-    assert "ok   pools            nylas_api, dataverse_api__dataverse_emea exist" in out
-    assert _summary(out) == "All 4 checks passed."
+    assert "ok   pools            nylas_api, dataverse_api__dataverse_emea, dataverse_api exist" in out
+    assert _summary(out) == "All 5 checks passed."
 
 
 def test_doctor_without_a_metadata_database_warns_about_the_pools_instead_of_crashing(

@@ -3,7 +3,9 @@
 A task whose pool does not exist is never scheduled: it waits forever, with nothing in the task's log.
 Every daily DAG's ``extract`` runs in ``nylas_api``; ``transform`` and ``load`` run in the pool of the
 grant's application user (``core/assignment.pool_name``); ``report`` runs in Airflow's ``default_pool``,
-which always exists. ``required_pools`` is pure; ``existing_pool_names`` reads the metadata database.
+which always exists. The real-time DAG's ``process`` task runs in ``dataverse_api`` whatever users the
+grants name, so that pool is always needed. ``required_pools`` is pure; ``existing_pool_names`` reads
+the metadata database.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from nylas_dataverse.core.assignment import pool_name
-from nylas_dataverse.core.config import GrantConfig
+from nylas_dataverse.core.assignment import DEFAULT_POOL, pool_name
+from nylas_dataverse.core.config import REALTIME_DAG_ID, GrantConfig
 from nylas_dataverse.pipeline.dag_factory import NYLAS_POOL
 
 NYLAS_POOL_SLOTS = 8  # airflow_settings.yaml's size of nylas_api
@@ -64,6 +66,17 @@ def required_pools(grants: Iterable[GrantConfig]) -> list[RequiredPool]:
                 f"Dataverse tasks of application user {conn_id}",
                 "transform and load",
                 tuple(keys),
+            )
+        )
+    if DEFAULT_POOL not in {pool.name for pool in pools}:
+        # The real-time DAG's task runs in the default user's pool whichever users the grants name.
+        pools.append(
+            RequiredPool(
+                DEFAULT_POOL,
+                DATAVERSE_POOL_SLOTS,
+                "Dataverse tasks of application user dataverse_default",
+                "process",
+                (REALTIME_DAG_ID,),
             )
         )
     return pools
