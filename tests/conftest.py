@@ -7,11 +7,12 @@ schedules to data-interval semantics and hide the behaviour production sees.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,53 @@ for _name in (
     "REQUESTS_CA_BUNDLE",
 ):
     os.environ.pop(_name, None)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--today",
+        metavar="YYYY-MM-DD",
+        help="run the suite as if today were this day (this process's clock only): finds tests that "
+        "pass only while the sandbox's seeded days are recent",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    today = config.getoption("--today")
+    if today:
+        import time_machine  # here, not at the top: the Astro image runs this conftest without it
+
+        try:
+            day = dt.date.fromisoformat(today)
+        except ValueError:
+            raise pytest.UsageError(f"--today wants a day as YYYY-MM-DD, got {today!r}") from None
+        now = dt.datetime.now(dt.UTC)
+        time_machine.travel(dt.datetime.combine(day, now.timetz()), tick=True).start()
+
+
+@pytest.fixture
+def morning_after() -> Iterator[Callable[[dt.date], dt.datetime]]:
+    """Moves this process's wall clock to 06:00 UTC the day after a given day, still ticking.
+
+    The sandbox's mail is seeded on fixed days, but what a grant's health summary keeps (its last
+    ``SUMMARY_DAYS`` days, the entries of the last ``KEEP_DAYS``) is counted back from today. A test of
+    what a daily run leaves behind runs at the hour the scheduled run for that day would: without
+    this, it fails once the seeded week is a month old. Only Python's clock moves (TLS keeps the real one).
+    """
+    import time_machine
+
+    travels: list[time_machine.travel] = []
+
+    def move(day: dt.date) -> dt.datetime:
+        moment = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(6), tzinfo=dt.UTC)
+        travel = time_machine.travel(moment, tick=True)
+        travel.start()
+        travels.append(travel)
+        return moment
+
+    yield move
+    for travel in reversed(travels):
+        travel.stop()
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import time
 from pathlib import Path
 
 import pytest
@@ -73,7 +72,10 @@ def _notification(sender: WebhookSender, serial: int) -> object:
 
 def test_inbox_depth_oldest_pending_quarantine_and_latency(tmp_path: Path, sender: WebhookSender) -> None:
     root = ObjectStoragePath(tmp_path.as_uri())
-    start = float(int(time.time()) - 300)  # the receiver accepted these five minutes ago, ten seconds apart
+    # The receiver accepted these five minutes ago, ten seconds apart. Latency is read from file times, so
+    # "now" is the file system's clock (the same as time.time(), except under pytest --today).
+    (tmp_path / "now").touch()
+    start = float(int((tmp_path / "now").stat().st_mtime) - 300)
     clock = {"now": start}
     inbox = Inbox(root, clock=lambda: clock["now"])
     for serial in range(3):

@@ -24,6 +24,12 @@ from nylas_dataverse.pipeline.summary import SummaryStore, record_failure
 from .conftest import SEEDED_DAY, broken_message, restage_with, run_day, sandbox_grants
 
 
+@pytest.fixture(autouse=True)
+def _the_morning_after_the_seeded_day(morning_after: Any) -> None:
+    """These runs are the scheduled ones for the seeded day: the summary keeps days counted from today."""
+    morning_after(SEEDED_DAY)
+
+
 def _all_text(folder: Path) -> str:
     return "\n".join(path.read_text() for path in folder.rglob("*.json"))
 

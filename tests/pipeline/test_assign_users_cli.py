@@ -63,8 +63,13 @@ def test_naming_a_user_twice_is_a_clear_failure(
 
 
 def test_by_volume_reads_each_grants_daily_creates_from_the_health_summaries(
-    sandbox: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    sandbox: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    morning_after: Any,
 ) -> None:
+    morning_after(DAY)  # the history is the summaries' recent days, counted back from today
     root = ObjectStoragePath(tmp_path.as_uri()) / "staging"
     monkeypatch.setenv("NYLAS_DATAVERSE_STAGING", str(root))
     config = sandbox.grants_config()
