@@ -34,7 +34,8 @@ def test_today_moves_the_clock_of_the_whole_session_and_keeps_it_ticking() -> No
         assert dt.date.today().isoformat() == expected
         assert dt.datetime.now(dt.UTC) >= before
         return
-    here = f"{Path(__file__).relative_to(PROJECT_ROOT)}::{test_today_moves_the_clock_of_the_whole_session_and_keeps_it_ticking.__name__}"
+    name = test_today_moves_the_clock_of_the_whole_session_and_keeps_it_ticking.__name__
+    here = f"{Path(__file__).relative_to(PROJECT_ROOT)}::{name}"
     run = _pytest("--today", "2027-03-01", here, expected="2027-03-01")
     assert run.returncode == 0, run.stdout + run.stderr
 
