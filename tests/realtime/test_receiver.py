@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -15,6 +16,7 @@ from nylas_dataverse.realtime.inbox import Inbox
 from nylas_dataverse.realtime.receiver import WebhookSecret, create_standalone_app
 from nylas_dataverse.realtime.signature import compute_signature
 from nylas_dataverse_sandbox.nylas.webhooks import WebhookSender
+from nylas_dataverse_sandbox.server import serve_in_thread
 
 from .conftest import SECRET, WEBHOOK_URL_PATH, body_of, envelope, stored_ids
 
@@ -249,3 +251,117 @@ def test_a_rotated_secret_works_from_the_first_delivery_signed_with_it(inbox: In
     assert [deliver(f"n-forged-{n}", "guess") for n in range(5)] == [401] * 5
     assert len(lookups) == looked_up
     assert sorted(stored_ids(inbox)) == ["n-new", "n-old"]
+
+
+def test_a_slow_secrets_backend_does_not_hold_deliveries_while_the_known_secret_is_refreshed(
+    inbox: Inbox, sender: WebhookSender
+) -> None:
+    now = [1000.0]
+    asked, answer = threading.Event(), threading.Event()
+    lookups: list[float] = []
+
+    def lookup() -> str:
+        lookups.append(now[0])
+        if len(lookups) > 1:  # the refresh: the backend takes its time
+            asked.set()
+            assert answer.wait(30)
+        return SECRET
+
+    secret = WebhookSecret(lookup, clock=lambda: now[0])
+    server = serve_in_thread("slow-secret", create_standalone_app(inbox=inbox, secret=secret), "127.0.0.1", 0)
+    url = server.url + WEBHOOK_URL_PATH
+    try:
+        assert sender.deliver(url, envelope("n-first", message_id="n-first")).status == 200
+        now[0] += 31  # the cached secret has expired
+        with ThreadPoolExecutor(max_workers=1) as refresher:
+            refreshing = refresher.submit(
+                lambda: sender.deliver(url, envelope("n-refreshing", message_id="n-refreshing")).status
+            )
+            assert asked.wait(30)  # that delivery is now waiting for the backend
+            # Others go on with the secret they know, without a lookup of their own.
+            assert [
+                sender.deliver(url, envelope(f"n-meanwhile-{n}", message_id=f"n-meanwhile-{n}")).status
+                for n in range(3)
+            ] == [200] * 3
+            assert not refreshing.done()
+            answer.set()
+            assert refreshing.result(timeout=30) == 200
+    finally:
+        answer.set()
+        server.stop()
+    assert len(lookups) == 2
+    assert sorted(stored_ids(inbox)) == sorted(
+        ["n-first", "n-refreshing", "n-meanwhile-0", "n-meanwhile-1", "n-meanwhile-2"]
+    )
+
+
+@pytest.mark.parametrize(
+    "outage",
+    [
+        pytest.param(None, id="found-nothing"),  # how Airflow reports an unreachable secrets backend
+        pytest.param(ConnectionError("vault unreachable, token s.hunter2"), id="lookup-raised"),
+    ],
+)
+def test_a_lookup_outage_keeps_the_known_secret_asks_again_soon_and_gives_up_after_five_minutes(
+    inbox: Inbox, caplog: pytest.LogCaptureFixture, outage: Exception | None
+) -> None:
+    now = [1000.0]
+    backend = {"up": True}
+    lookups: list[float] = []
+
+    def lookup() -> str | None:
+        lookups.append(now[0])
+        if backend["up"]:
+            return SECRET
+        if outage is not None:
+            raise outage
+        return None
+
+    client = TestClient(
+        create_standalone_app(inbox=inbox, secret=WebhookSecret(lookup, clock=lambda: now[0]))
+    )
+
+    def deliver(notification_id: str) -> int:
+        body = body_of(envelope(notification_id, message_id=notification_id))
+        return int(post(client, body).status_code)
+
+    assert deliver("n-1") == 200
+    backend["up"] = False
+    now[0] += 31
+    with caplog.at_level(logging.WARNING, logger="nylas_dataverse.realtime.receiver"):
+        assert deliver("n-2") == 200  # not 503s for the next 30 s
+    assert "going on with that one" in caplog.text
+    assert "hunter2" not in caplog.text
+    assert SECRET not in caplog.text
+    now[0] += 1
+    assert deliver("n-3") == 200
+    assert len(lookups) == 2  # the outage is not asked about on every request...
+    now[0] += 2
+    assert deliver("n-4") == 200
+    assert len(lookups) == 3  # ...but every 2 s, not after the 30 s cache
+    # Five minutes after the secret was last found, it is no longer trusted: 503, which Nylas retries.
+    now[0] = 1000.0 + 301
+    response = post(client, body_of(envelope("n-5", message_id="n-5")))
+    assert response.status_code == 503
+    assert ("could not read the webhook secret" if outage else "not configured") in response.json()["detail"]
+    backend["up"] = True
+    now[0] += 2
+    assert deliver("n-6") == 200
+    assert sorted(stored_ids(inbox)) == ["n-1", "n-2", "n-3", "n-4", "n-6"]
+
+
+def test_a_failed_lookup_with_no_known_secret_gets_503_naming_what_failed(
+    inbox: Inbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    def lookup() -> str:
+        raise ConnectionError("vault unreachable, token s.hunter2")
+
+    client = TestClient(create_standalone_app(inbox=inbox, secret=WebhookSecret(lookup)))
+    with caplog.at_level(logging.WARNING, logger="nylas_dataverse.realtime.receiver"):
+        response = post(client, body_of(envelope("n-1")))
+    assert response.status_code == 503  # Nylas retries 503
+    assert (
+        response.json()["detail"] == "could not read the webhook secret: the lookup failed (ConnectionError)"
+    )
+    assert "hunter2" not in caplog.text + response.text
+    assert inbox.pending_count() == 0

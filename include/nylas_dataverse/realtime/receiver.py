@@ -23,9 +23,10 @@ The secret is the password of the Airflow connection ``nylas_webhook`` or else t
 ``nylas_webhook_secret``. It is looked up on the first request, not at import, and kept for
 ``SECRET_CACHE_S`` seconds; a signature that does not match makes it look again (at most every
 ``REFRESH_AFTER_MISMATCH_S``), so a rotated secret works from the first delivery signed with it once the
-setting holds it. It is never logged; neither
-are message contents. A secret that is blank or only whitespace is refused, naming the setting that
-holds it: the standalone server will not start, and the plugin answers 503 with that message.
+setting holds it. Once known, the secret is refreshed by one request while the others use it, and a
+failed lookup keeps it (``WebhookSecret``). It is never logged; neither are message contents. A secret
+that is blank or only whitespace is refused, naming the setting that holds it: the standalone server
+will not start, and the plugin answers 503 with that message.
 
 Standalone: ``python -m nylas_dataverse.realtime.receiver --host 127.0.0.1 --port 8090``.
 """
@@ -33,6 +34,7 @@ Standalone: ``python -m nylas_dataverse.realtime.receiver --host 127.0.0.1 --por
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import logging
 import os
@@ -65,6 +67,8 @@ WEBHOOK_CONN_ID = "nylas_webhook"
 WEBHOOK_VARIABLE = "nylas_webhook_secret"
 SECRET_CACHE_S = 30.0
 REFRESH_AFTER_MISMATCH_S = 2.0
+# A secret found before outlives lookups that fail or find nothing for this long (WebhookSecret).
+KEEP_UNCONFIRMED_S = 300.0
 # Nylas truncates payloads over 1 MB; anything much larger is not a Nylas notification.
 MAX_BODY_BYTES = 4 * 1024 * 1024
 MAX_DECOMPRESSED_BYTES = 16 * 1024 * 1024
@@ -77,6 +81,10 @@ MISSING_SECRET = (
 
 class BlankSecretError(ValueError):
     """The configured webhook secret is blank or whitespace; the message names the setting."""
+
+
+class SecretLookupError(RuntimeError):
+    """The secret could not be looked up and none is known; the message says what failed, not the text."""
 
 
 def checked_secret(value: str, setting: str) -> str:
@@ -108,58 +116,120 @@ def _secret_from_airflow() -> str | None:
     return checked_secret(str(value), f"the Airflow variable '{WEBHOOK_VARIABLE}'") if value else None
 
 
+@dataclasses.dataclass(frozen=True)
+class _Known:
+    """What the last lookup found; replaced whole, so readers never see half of one."""
+
+    value: str | None = None
+    problem: Exception | None = None
+    expires: float = float("-inf")
+    looked_up: float = float("-inf")
+    confirmed: float = float("-inf")  # when a lookup last returned ``value``
+
+
 class WebhookSecret:
-    """Resolves the secret lazily and caches it (and its absence) for ``ttl_s`` seconds."""
+    """Resolves the secret lazily and caches it (and its absence) for ``ttl_s`` seconds.
+
+    Once a secret is known, an expired cache is refreshed by one request while the others go on with the
+    secret they have: a slow secrets backend must not hold every delivery past Nylas' 10 s. A lookup that
+    fails or finds nothing where a secret was found before keeps that secret for up to
+    ``KEEP_UNCONFIRMED_S``, asking again every ``retry_s``: Airflow reports an unreachable secrets
+    backend or metadata database as "not found", and a blip must not turn into 503s for ``ttl_s``. With
+    no secret known, a failed lookup is ``SecretLookupError`` (503, which Nylas retries).
+    """
 
     def __init__(
         self,
         lookup: Callable[[], str | None] = _secret_from_airflow,
         *,
         ttl_s: float = SECRET_CACHE_S,
+        retry_s: float = REFRESH_AFTER_MISMATCH_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._lookup = lookup
         self._ttl_s = ttl_s
+        self._retry_s = retry_s
         self._clock = clock
-        self._value: str | None = None
-        self._problem: BlankSecretError | None = None
-        self._expires = float("-inf")
-        self._looked_up = float("-inf")
-        self._lock = threading.Lock()
+        self._known = _Known()
+        self._looking = threading.Lock()  # one lookup at a time
 
     def __repr__(self) -> str:
         return "WebhookSecret(<hidden>)"
 
     def get(self) -> str | None:
-        """The secret, None when none is configured; ``BlankSecretError`` when it is blank."""
-        with self._lock:
-            if self._clock() >= self._expires:
-                self._look_up()
-            if self._problem is not None:
-                raise self._problem
-            return self._value
+        """The secret, None when none is configured; ``BlankSecretError`` when it is blank,
+        ``SecretLookupError`` when it could not be looked up and none is known."""
+        known = self._known
+        if self._clock() >= known.expires:
+            if known.value is None:  # nothing to go on with: wait for the lookup
+                with self._looking:
+                    if self._clock() >= self._known.expires:
+                        self._look_up()
+            elif self._looking.acquire(blocking=False):  # else another request is refreshing it
+                try:
+                    if self._clock() >= self._known.expires:
+                        self._look_up()
+                finally:
+                    self._looking.release()
+            known = self._known
+        if known.problem is not None:
+            raise known.problem
+        return known.value
 
-    def changed(self) -> str | None:
-        """After a signature did not match: the secret looked up again when it is new, else None.
+    def changed(self, tried: str) -> str | None:
+        """After a signature did not match ``tried``: the secret if it is now another one, else None.
 
         A rotated secret then works from the first delivery after the setting holds it, not up to
         ``ttl_s`` later (Nylas does not retry a 401, so each refused delivery is lost to real time). Looked
         up at most every ``REFRESH_AFTER_MISMATCH_S``, so unsigned floods cannot hammer the secrets backend.
         """
-        with self._lock:
-            if self._clock() - self._looked_up < REFRESH_AFTER_MISMATCH_S:
-                return None
-            before = self._value
-            self._look_up()
-            return self._value if self._value and self._value != before else None
+        if self._clock() - self._known.looked_up >= REFRESH_AFTER_MISMATCH_S:
+            with self._looking:
+                if self._clock() - self._known.looked_up >= REFRESH_AFTER_MISMATCH_S:
+                    self._look_up()
+        value = self._known.value  # perhaps refreshed by another request meanwhile
+        return value if value and value != tried else None
 
     def _look_up(self) -> None:
+        """Ask ``lookup`` (the caller holds ``_looking``) and publish what it found."""
+        before, now = self._known, self._clock()
+        error: Exception | None = None
         try:
-            self._value, self._problem = self._lookup(), None
+            found = self._lookup()
         except BlankSecretError as exc:
-            self._value, self._problem = None, exc
-        self._looked_up = self._clock()
-        self._expires = self._looked_up + self._ttl_s
+            self._known = _Known(None, exc, expires=now + self._ttl_s, looked_up=now)
+            return
+        except Exception as exc:
+            found, error = None, exc
+        if found:
+            self._known = _Known(found, None, expires=now + self._ttl_s, looked_up=now, confirmed=now)
+            return
+        # By type only: the text of a backend's error may quote the secret.
+        what = f"the lookup failed ({type(error).__name__})" if error else "the lookup found no secret"
+        if before.value is not None and now - before.confirmed < KEEP_UNCONFIRMED_S:
+            log.warning(
+                "Webhook secret: %s, where one was found %.0f s ago; going on with that one, asking again in"
+                " %.0f s",
+                what,
+                now - before.confirmed,
+                self._retry_s,
+            )
+            self._known = dataclasses.replace(before, expires=now + self._retry_s, looked_up=now)
+        elif error is not None:
+            problem = SecretLookupError(f"could not read the webhook secret: {what}")
+            self._known = _Known(
+                None, problem, expires=now + self._retry_s, looked_up=now, confirmed=before.confirmed
+            )
+        elif before.confirmed > float("-inf"):
+            # It was configured once: perhaps still an outage, so ask again as soon as after a failure.
+            log.warning(
+                "Webhook secret: %s for %.0f s; POSTs get 503 until it is found", what, now - before.confirmed
+            )
+            self._known = _Known(
+                None, None, expires=now + self._retry_s, looked_up=now, confirmed=before.confirmed
+            )
+        else:
+            self._known = _Known(None, None, expires=now + self._ttl_s, looked_up=now)
 
 
 class _TooLargeError(Exception):
@@ -291,7 +361,7 @@ def create_app(
             return _answer(413, "rejected", f"body larger than {MAX_BODY_BYTES} bytes")
         try:
             key = await run_in_threadpool(the_secret.get)
-        except BlankSecretError as exc:
+        except (BlankSecretError, SecretLookupError) as exc:
             log.error("Webhook POST refused with 503: %s", exc)
             return _answer(503, "unavailable", str(exc))
         if not key:
@@ -300,7 +370,7 @@ def create_app(
         signature = request.headers.get(SIGNATURE_HEADER)
         if not verify_signature(key, raw, signature):
             # Perhaps the secret was rotated since it was cached: look again (rate-limited) before refusing.
-            fresh = await run_in_threadpool(the_secret.changed) if signature else None
+            fresh = await run_in_threadpool(the_secret.changed, key) if signature else None
             if fresh is None or not verify_signature(fresh, raw, signature):
                 reason = "missing" if not signature else "invalid"
                 client = request.client.host if request.client else "?"
