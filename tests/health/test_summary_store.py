@@ -193,3 +193,50 @@ def test_a_failure_recorded_after_the_report_keeps_the_counts(store: SummaryStor
     assert row.counts == Counts(4, 4, 0, 0, 0)
     assert row.failure_kind == "grant_expired"
     assert summary.last_expired_at == NOW
+
+
+def test_a_backfill_of_an_old_day_is_the_grants_latest_news_until_a_newer_run_is_written(
+    store: SummaryStore, tmp_path: Path
+) -> None:
+    """A run of a day older than the summary's days still decides status and last synced day."""
+    old = NOW.date() - dt.timedelta(days=health.SUMMARY_DAYS + 20)
+    expired = RunFailure("grant_expired", "grant_expired: the grant expired", task="extract")
+    store.record(entry(old, created=0, written_at=NOW - dt.timedelta(hours=2), failure=expired))
+
+    summary = store.read_summary("alice")
+    assert summary is not None
+    assert [row.day for row in summary.daily] == [old]
+    status, reason = health.grant_status(summary, None)
+    assert status is health.GrantStatus.EXPIRED, reason  # not "no run recorded yet"
+
+    # The owner re-authenticates; the operator backfills the day again and it succeeds.
+    store.record(entry(old, created=5, written_at=NOW - dt.timedelta(hours=1)))
+    summary = store.read_summary("alice")
+    assert summary is not None
+    assert health.grant_status(summary, None)[0] is health.GrantStatus.OK
+    assert summary.last_synced_day == old
+
+    # A scheduled run of yesterday is now the newest: the old day leaves the summary, its news stays.
+    yesterday = NOW.date() - dt.timedelta(days=1)
+    store.record(entry(yesterday, written_at=NOW))
+    summary = store.read_summary("alice")
+    assert summary is not None
+    assert [row.day for row in summary.daily] == [yesterday]
+    assert summary.last_synced_day == yesterday
+    assert summary.last_success_at == NOW
+
+
+def test_entries_older_than_the_kept_days_are_pruned_except_the_newest_written(
+    tmp_path: Path,
+) -> None:
+    clock = {"now": NOW}
+    store = SummaryStore(ObjectStoragePath(tmp_path.as_uri()), clock=lambda: clock["now"])
+    too_old = NOW.date() - dt.timedelta(days=health.KEEP_DAYS + 5)
+    store.record(entry(too_old, written_at=NOW))
+    folder = tmp_path / "_summary" / "alice" / "daily"
+    assert [path.name.split("~")[0] for path in folder.iterdir()] == [too_old.isoformat()]  # still the news
+
+    store.record(entry(NOW.date() - dt.timedelta(days=1), written_at=NOW + dt.timedelta(minutes=5)))
+
+    kept = sorted(path.name.split("~")[0] for path in folder.iterdir())
+    assert kept == [(NOW.date() - dt.timedelta(days=1)).isoformat()]

@@ -188,13 +188,22 @@ def test_the_summary_knows_the_last_synced_day_even_when_the_newest_day_failed()
     assert built.last_expired_at == at(dt.date(2026, 11, 28))
 
 
-def test_days_older_than_the_kept_range_are_dropped_but_remembered() -> None:
-    old = dt.date(2026, 8, 1)
+def test_days_older_than_the_kept_range_are_dropped_unless_written_last_and_are_remembered() -> None:
+    old, recent = dt.date(2026, 8, 1), dt.date(2026, 11, 30)
     first = summary(daily(old))
-    assert first.daily == ()
-    assert first.last_synced_day == old
-    later = summary(daily(dt.date(2026, 11, 30)), previous=first)
-    assert later.last_synced_day == dt.date(2026, 11, 30)
+    assert [row.day for row in first.daily] == [old]  # the grant's only run: its news
+    assert health.grant_status(first, None)[0] is GrantStatus.OK
+    later = summary(daily(old), daily(recent), previous=first)
+    assert [row.day for row in later.daily] == [recent]
+    assert later.last_synced_day == recent
+    # A backfill of the old day, run after the recent one, failed because the grant expired.
+    backfill = summary(
+        daily(recent), daily(old, written_at=NOW, failure=FAILED, no_counts=True), previous=later
+    )
+    assert [row.day for row in backfill.daily] == [recent, old]
+    assert health.grant_status(backfill, None)[0] is GrantStatus.EXPIRED
+    assert backfill.last_failure is not None
+    assert backfill.last_synced_day == recent
 
 
 def test_realtime_days_no_longer_held_as_entries_are_carried_over() -> None:

@@ -37,7 +37,7 @@ FORMAT_VERSION = 1
 STRIP_DAYS = 30
 WEEK_DAYS = 7
 KEEP_DAYS = 90  # days of run entries kept in staging (a grant's page reads the last STRIP_DAYS of them)
-SUMMARY_DAYS = 31  # days a summary keeps: what the overview and the chart show, no more
+SUMMARY_DAYS = 31  # days a summary keeps (what the overview and the chart show), and the newest-written run
 REALTIME_LABEL_PREFIX = "realtime-"
 MAX_FAILED_DETAILS = 100  # failed messages described per run (sender, subject, reason)
 MAX_UNRESOLVED_PER_RUN = 200  # unresolved addresses kept per run, most frequent first
@@ -762,7 +762,9 @@ def build_summary(
     ``read_entries`` every entry read for this build (mailbox, provider, and the success or expiry of
     real-time runs). Real-time days of ``previous`` not in ``realtime_days`` are carried over unchanged:
     their entries were pruned, and nothing is added to a past processing day. Days older than
-    ``keep_days`` before ``now`` are dropped; the newest synced day, success and expiry are remembered.
+    ``keep_days`` before ``now`` are dropped, except the row written last (the grant's newest run, say a
+    backfill of an old day: it decides the status); the newest synced day, success and expiry are
+    remembered.
     """
     oldest = now.astimezone(dt.UTC).date() - dt.timedelta(days=keep_days)
     newest: dict[dt.date, DailyRow] = {}
@@ -770,7 +772,12 @@ def build_summary(
         kept = newest.get(row.day)
         if kept is None or (row.written_at, row.source or "") > (kept.written_at, kept.source or ""):
             newest[row.day] = row
-    rows = sorted((row for row in newest.values() if row.day >= oldest), key=lambda r: r.day, reverse=True)
+    latest = max(newest.values(), key=lambda row: (row.written_at, row.source or ""), default=None)
+    rows = sorted(
+        (row for row in newest.values() if row.day >= oldest or row is latest),
+        key=lambda r: r.day,
+        reverse=True,
+    )
 
     realtime = {day_row.day: day_row for day_row in realtime_days}
     if previous is not None:

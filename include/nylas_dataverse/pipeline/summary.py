@@ -19,7 +19,9 @@ with jitter). The last writer therefore always leaves a summary that covers ever
 its check, and an entry written after it comes with its own writer and its own check. A writer that
 dies between its entry and its summary leaves the entry, which the next write of that grant picks up.
 Superseded versions and entries older than ``KEEP_DAYS`` are pruned by the writers; the summary itself
-keeps the last ``SUMMARY_DAYS`` days (what the pages show) and remembers the newest synced day.
+keeps the last ``SUMMARY_DAYS`` days (what the pages show) and remembers the newest synced day. The
+newest-written daily run is kept whatever day it synced, and never pruned: a backfill of an old day is
+the grant's latest news (it succeeded, it failed, the grant expired) even though no strip shows its day.
 
 Nothing here is allowed to fail a run: the callers log and carry on if the staging store refuses.
 """
@@ -83,6 +85,11 @@ def _newest(names: Iterable[EntryName]) -> dict[str, EntryName]:
         if name.label not in newest or name.stamp > newest[name.label].stamp:
             newest[name.label] = name
     return newest
+
+
+def _latest(names: Iterable[EntryName]) -> EntryName | None:
+    """The entry written last, whatever its run (stamps sort by time)."""
+    return max(names, key=lambda name: (name.stamp, name.label), default=None)
 
 
 def _children(folder: ObjectStoragePath) -> list[ObjectStoragePath]:
@@ -218,13 +225,15 @@ class SummaryStore:
         return summary
 
     def _kept_daily(self, grant_key: str, now: dt.datetime) -> dict[str, EntryName]:
-        """The newest entry of every daily run the summary shows (its last ``SUMMARY_DAYS`` days)."""
+        """The newest entry of every daily run the summary shows: its last ``SUMMARY_DAYS`` days, and the
+        newest-written run whatever its day."""
         oldest = now.date() - dt.timedelta(days=health.SUMMARY_DAYS)
-        return {
-            label: name
-            for label, name in _newest(self._daily_names(grant_key)).items()
-            if (_label_day(label) or dt.date.min) >= oldest
-        }
+        newest = _newest(self._daily_names(grant_key))
+        kept = {label: name for label, name in newest.items() if (_label_day(label) or dt.date.min) >= oldest}
+        latest = _latest(newest.values())
+        if latest is not None:
+            kept.setdefault(latest.label, latest)
+        return kept
 
     def _kept_realtime_days(self, grant_key: str, now: dt.datetime) -> list[dt.date]:
         oldest = now.date() - dt.timedelta(days=REALTIME_KEEP_DAYS)
@@ -311,8 +320,9 @@ class SummaryStore:
             oldest = now.date() - dt.timedelta(days=health.KEEP_DAYS)
             names = self._daily_names(grant_key)
             newest = {name.name for name in _newest(names).values()}
+            latest = _latest(names)
             for name in names:
-                too_old = (_label_day(name.label) or dt.date.max) < oldest
+                too_old = (_label_day(name.label) or dt.date.max) < oldest and name != latest
                 if name.name not in newest or too_old:
                     _remove(self.daily_folder(grant_key) / name.name)
             oldest_realtime = now.date() - dt.timedelta(days=REALTIME_KEEP_DAYS)
