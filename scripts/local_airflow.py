@@ -485,16 +485,23 @@ class LocalAirflow:
         print("Connections and pools written; starting the scheduler...", flush=True)
         self.component("scheduler", "scheduler", "--skip-serve-logs").start(env)
         self.wait_for("scheduler, triggerer and DAG processor heartbeats", lambda: all_healthy(api.health()))
-        expected = expected_dag_ids()
-        self.wait_for("the grant DAGs", lambda: expected <= set(dag_ids(api)), timeout=120)
-        # Active as documented, whatever an earlier `make run` or a user left: the real-time DAG must run for
-        # webhooks to land. New DAGs start active anyway (dags_are_paused_at_creation is off here).
-        for dag_id in sorted(expected | {REALTIME_DAG_ID}):
-            api.unpause(dag_id)
+        self.activate_dags(api)
         for component in self.components:
             component.remember_tree()
         write_lock(args.airflow_home, args.port)
         return api, password
+
+    def activate_dags(self, api: AirflowApi) -> None:
+        """Wait until every grant DAG and the real-time DAG is known to the API, then unpause them all.
+
+        Active as documented, whatever an earlier `make run` or a user left: the real-time DAG must run for
+        webhooks to land. The real-time DAG is in a file of its own, which the DAG processor may parse after
+        the grants': waiting for the grant DAGs alone let its unpause meet a 404 (CI, 2026-12-05).
+        """
+        expected = expected_dag_ids() | {REALTIME_DAG_ID}
+        self.wait_for("the grant and real-time DAGs", lambda: expected <= set(dag_ids(api)), timeout=120)
+        for dag_id in sorted(expected):
+            api.unpause(dag_id)
 
     def environment(self, sandbox: Sandbox) -> dict[str, str]:
         sandbox_env = {
