@@ -37,6 +37,7 @@ from selenium.common.exceptions import (
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.actions.action_builder import ActionBuilder
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions as ec
@@ -235,6 +236,31 @@ def visible_dialog(driver: WebDriver) -> WebElement:
     return WebDriverWait(driver, 30).until(
         ec.visibility_of_element_located((By.CSS_SELECTOR, "[data-scope=dialog][data-part=content]"))
     )
+
+
+def open_add_connection_form(driver: WebDriver, hook_name: str) -> WebElement:
+    """Admin > Connections > Add Connection, with the type chosen as a user does (typing its name)."""
+    wait = WebDriverWait(driver, 30)
+    wait.until(
+        ec.element_to_be_clickable((By.XPATH, "//button[normalize-space(.)='Add Connection']"))
+    ).click()
+    dialog = visible_dialog(driver)
+    # The dialog is visible before its combobox takes input (it animates in): typing at once was refused
+    # as "element not interactable" (CI, 2026-12-05).
+    type_box = wait.until(
+        lambda _: _interactable(dialog.find_elements(By.CSS_SELECTOR, "input[role=combobox]"))
+    )
+    type_box.send_keys(hook_name)  # "Nylas", "Microsoft Dataverse"
+    wait.until(
+        ec.visibility_of_element_located((By.XPATH, f"//*[@role='option'][normalize-space(.)='{hook_name}']"))
+    )
+    type_box.send_keys(Keys.ENTER)
+    wait.until(lambda _: dialog.find_elements(By.NAME, "host"))
+    return dialog
+
+
+def _interactable(found: list[WebElement]) -> WebElement | bool:
+    return next((element for element in found if element.is_displayed() and element.is_enabled()), False)
 
 
 def type_into(driver: WebDriver, locator: tuple[str, str], text: str) -> None:

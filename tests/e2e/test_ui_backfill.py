@@ -37,6 +37,7 @@ from .conftest import (
     click,
     evidence_on_failure,
     log_in,
+    open_add_connection_form,
     run_chromium,
     run_local_airflow,
     visible_dialog,
@@ -104,17 +105,8 @@ def test_connection_form_has_the_providers_fields(
     extra_labels = {spec["label"] for spec in declared["conn-fields"].values()}
     with evidence_on_failure(logged_in, local_airflow, f"{conn_type}-connection-form"):
         logged_in.get(f"{local_airflow.base_url}/connections")
+        dialog = open_add_connection_form(logged_in, declared["hook-name"])
         wait = WebDriverWait(logged_in, 30)
-        wait.until(
-            ec.element_to_be_clickable((By.XPATH, "//button[normalize-space(.)='Add Connection']"))
-        ).click()
-        dialog = visible_dialog(logged_in)
-        type_box = dialog.find_element(By.CSS_SELECTOR, "input[role=combobox]")
-        type_box.send_keys(declared["hook-name"])  # what a user types: "Nylas", "Microsoft Dataverse"
-        option = f"//*[@role='option'][normalize-space(.)='{declared['hook-name']}']"
-        wait.until(ec.visibility_of_element_located((By.XPATH, option)))
-        type_box.send_keys(Keys.ENTER)
-        wait.until(lambda _: dialog.find_elements(By.NAME, "host"))
 
         assert set(behaviour["relabeling"].values()) <= _labels(dialog)  # e.g. "API base URL", "API key"
         host = dialog.find_element(By.NAME, "host")

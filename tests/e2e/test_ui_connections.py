@@ -27,7 +27,15 @@ from selenium.webdriver.support.ui import WebDriverWait
 from nylas_dataverse.provider_info import PROVIDER_INFO
 from nylas_dataverse_sandbox import personas
 
-from .conftest import SCREENSHOTS, RestApi, clear_toasts, click, evidence_on_failure, visible_dialog
+from .conftest import (
+    SCREENSHOTS,
+    RestApi,
+    clear_toasts,
+    click,
+    evidence_on_failure,
+    open_add_connection_form,
+    visible_dialog,
+)
 
 if TYPE_CHECKING:
     from .conftest import LocalAirflow
@@ -127,16 +135,7 @@ def _row(driver: WebDriver, conn_id: str) -> WebElement:
 
 
 def _open_add_form(driver: WebDriver, conn_type: str) -> WebElement:
-    hook_name = _declared(conn_type)["hook-name"]
-    driver.find_element(By.XPATH, "//button[normalize-space(.)='Add Connection']").click()
-    dialog = visible_dialog(driver)
-    type_box = dialog.find_element(By.CSS_SELECTOR, "input[role=combobox]")
-    type_box.send_keys(hook_name)  # what a user types: "Nylas", "Microsoft Dataverse"
-    option = f"//*[@role='option'][normalize-space(.)='{hook_name}']"
-    WebDriverWait(driver, 30).until(ec.visibility_of_element_located((By.XPATH, option)))
-    type_box.send_keys(Keys.ENTER)
-    WebDriverWait(driver, 30).until(lambda _: dialog.find_elements(By.NAME, "host"))
-    return dialog
+    return open_add_connection_form(driver, _declared(conn_type)["hook-name"])
 
 
 def _open_edit_form(driver: WebDriver, conn_id: str) -> WebElement:
