@@ -6,10 +6,12 @@ every fourth with a 502 HTML page and every fifth with a 504. The tasks run as t
 including Airflow's task retries for errors the DAG does not fail fast on. The day must complete with
 every message accounted for once, and Dataverse must hold each email exactly once.
 
-Nylas waits are real. The Dataverse hook sleeps a tenth of each ``Retry-After`` (its ``sleep`` is
-injectable): in production a token lives an hour and outlasts any retry chain by far, and shrinking
-the waits keeps that proportion while tokens here expire every two seconds. With real waits a token can
-expire twice within one throttled request, which the hook does not survive; the separate drill
+The hooks run on a clock ten times faster than the wall (their ``sleep`` and ``clock`` are injectable):
+a ``Retry-After`` of 1 s takes 0.1 s, and the pacing gate, which holds every thread until a 429's
+``Retry-After`` has passed on the hook's clock, sees it pass. In production a token lives an hour and
+outlasts any retry chain by far; the faster clock keeps that proportion while tokens here expire every
+two seconds. With real waits a token can expire twice within one throttled request, which the hook does
+not survive; the separate drill
 ``test_a_token_that_expires_twice_while_one_request_waits_out_429s_does_not_fail_the_task`` pins that.
 """
 
@@ -28,6 +30,7 @@ from airflow.sdk import RetryAction
 
 from nylas_dataverse.hooks.dataverse import DataverseHook
 from nylas_dataverse.hooks.errors import DataverseThrottledError
+from nylas_dataverse.hooks.nylas import NylasHook
 from nylas_dataverse.pipeline.failures import RetryWhenRetryable
 
 from .conftest import BULK_DAY, DrillRunner, grants
@@ -54,8 +57,27 @@ def run_like_airflow(task: Callable[[], Any], name: str, attempts: list[str]) ->
     raise AssertionError("unreachable")
 
 
-def tenth_of_waits() -> DataverseHook:
-    return DataverseHook(sleep=lambda seconds: time.sleep(seconds / 10))
+class TenfoldTime:
+    """A clock that runs ten times faster than the wall, and a sleep that waits on it.
+
+    Scaling only the sleep is not enough: the pacing gate compares a 429's ``Retry-After`` with the hook's
+    clock, so with a wall clock every wait would still last its full length."""
+
+    FACTOR = 10.0
+
+    def __init__(self) -> None:
+        self._epoch = time.time()
+        self._start = time.monotonic()
+
+    def clock(self) -> float:
+        return self._epoch + (time.monotonic() - self._start) * self.FACTOR
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(max(seconds, 0.0) / self.FACTOR)
+
+
+def tenfold_dataverse(tenfold: TenfoldTime) -> DataverseHook:
+    return DataverseHook(sleep=tenfold.sleep, clock=tenfold.clock)
 
 
 def test_a_storm_of_429s_5xx_expiring_tokens_and_nylas_faults_still_lands_the_day_exactly_once(
@@ -73,9 +95,14 @@ def test_a_storm_of_429s_5xx_expiring_tokens_and_nylas_faults_still_lands_the_da
     day: dt.date = BULK_DAY
     attempts: list[str] = []
 
-    run_like_airflow(lambda: drill_runner.extract(bob, day), "extract", attempts)
-    run_like_airflow(lambda: drill_runner.transform(bob, day, tenth_of_waits()), "transform", attempts)
-    run_like_airflow(lambda: drill_runner.load(bob, day, tenth_of_waits()), "load", attempts)
+    tenfold = TenfoldTime()
+    nylas = NylasHook(bob.nylas_conn_id, sleep=tenfold.sleep, clock=tenfold.clock)
+
+    run_like_airflow(lambda: drill_runner.extract(bob, day, nylas), "extract", attempts)
+    run_like_airflow(
+        lambda: drill_runner.transform(bob, day, tenfold_dataverse(tenfold)), "transform", attempts
+    )
+    run_like_airflow(lambda: drill_runner.load(bob, day, tenfold_dataverse(tenfold)), "load", attempts)
     sandbox.dataverse.set_faults(throttle_fraction=0.0, error_5xx_fraction=0.0, expire_tokens_every_s=None)
     sandbox.nylas.set_faults({"rate_limit_every": 0, "html_502_every": 0, "timeout_504_every": 0})
     counts = drill_runner.report(bob, day)
