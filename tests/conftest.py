@@ -18,6 +18,10 @@ from pathlib import Path
 import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+# The session sandbox's Dataverse spends a hundredth of each operation's modelled server time (and plays
+# its 300 s window in 3 s). Its limits and costs are counted at full size; only the waiting shrinks. Tests
+# about pacing set limits of their own; `make bench` measures at real and tenth speed.
+SANDBOX_TIME_SCALE = 0.01
 _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="nd-airflow-home-"))
 
 os.environ.update(
@@ -104,10 +108,15 @@ def airflow_db() -> Path:
 @pytest.fixture(scope="session")
 def sandbox_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """All three stand-ins on free ports, shared by the session; tests reset what they change."""
+    from nylas_dataverse_sandbox.dataverse.throttle import ServiceProtectionLimits
     from nylas_dataverse_sandbox.sandbox import Sandbox, SandboxConfig
 
     config = SandboxConfig(
-        state_dir=tmp_path_factory.mktemp("sandbox"), nylas_port=0, entra_port=0, dataverse_port=0
+        state_dir=tmp_path_factory.mktemp("sandbox"),
+        nylas_port=0,
+        entra_port=0,
+        dataverse_port=0,
+        limits=ServiceProtectionLimits(time_scale=SANDBOX_TIME_SCALE),
     )
     sandbox = Sandbox.start(config)
     yield sandbox
